@@ -1,0 +1,15 @@
+# Sourced by the other scripts: make .venv (Python >= 3.9) hold exactly what constraints.txt pins.
+# Re-installs only when pyproject.toml or constraints.txt changed since the last install.
+set -euo pipefail
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+PY="$PWD/.venv/bin/python"
+stamp=".venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  "$PY" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,examples]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+export PY

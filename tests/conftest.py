@@ -1,0 +1,2 @@
+"""Session fixtures for the real judges live here (see ../shared/DESIGN.md, "Tests")."""
+from __future__ import annotations
