@@ -1,0 +1,440 @@
+"""Options: keyword arguments, then the environment (OTel's and Sentry's own variables), then defaults.
+
+Every value remembers where it came from (``Options.sources``), for ``otel-sentry-bridge check``.
+A value the user must fix raises :class:`~bridge.errors.ConfigError` naming the setting and the value;
+where the OpenTelemetry specification says "warn and fall back" (sampler names and arguments, batch
+processor numbers, resource attributes) the bridge logs a warning and uses the default instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+from urllib.parse import unquote, urlsplit
+
+from bridge.errors import ConfigError
+from bridge.sentry.dsn import Dsn
+
+__all__ = ["Options", "ConfigError", "BeforeSend", "EXPORTER_NAMES", "SAMPLER_NAMES"]
+
+logger = logging.getLogger(__name__)
+
+BeforeSend = Callable[[dict[str, Any], dict[str, Any]], Optional[dict[str, Any]]]
+
+EXPORTER_NAMES = ("otlp", "sentry", "console", "none")
+SAMPLER_NAMES = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+DEFAULT_OTLP_ENDPOINT = "http://localhost:4318/v1/traces"
+# Sentry's env_to_bool: these spellings, case-insensitive; anything else means "not set".
+_SENTRY_TRUE = {"true", "1", "yes", "on", "t", "y"}
+_SENTRY_FALSE = {"false", "0", "no", "off", "f", "n"}
+
+
+@dataclass(frozen=True)
+class Options:
+    """The bridge's effective configuration. Build it with :meth:`Options.resolve`."""
+
+    disabled: bool = False
+    service_name: str = "unknown_service"
+    resource_attributes: Mapping[str, str] = field(default_factory=dict)
+    exporters: tuple[str, ...] = ("otlp",)
+    # OTLP leg
+    otlp_endpoint: str = DEFAULT_OTLP_ENDPOINT
+    otlp_headers: Mapping[str, str] = field(default_factory=dict)
+    otlp_timeout: float = 10.0
+    otlp_compression: str = "none"
+    bsp_schedule_delay_ms: int = 5000
+    bsp_export_timeout_ms: int = 30000
+    bsp_max_queue_size: int = 2048
+    bsp_max_export_batch_size: int = 512
+    # sampling (one decision for both outputs)
+    sampler: str = "parentbased_always_on"
+    sampler_arg: Optional[float] = None
+    # propagation and the WSGI middleware
+    propagators: tuple[str, ...] = ("tracecontext", "baggage")
+    excluded_urls: tuple[str, ...] = ()
+    capture_request_headers: tuple[str, ...] = ()
+    capture_response_headers: tuple[str, ...] = ()
+    sanitize_headers: tuple[str, ...] = ()
+    # Sentry leg
+    dsn: Optional[Dsn] = None
+    environment: Optional[str] = None
+    release: Optional[str] = None
+    traces_sample_rate: Optional[float] = None
+    sample_rate: float = 1.0
+    send_default_pii: bool = False
+    debug: bool = False
+    before_send: Optional[BeforeSend] = None
+    in_app_include: tuple[str, ...] = ()
+    in_app_exclude: tuple[str, ...] = ()
+    sentry_queue_size: int = 1000
+    shutdown_timeout: float = 2.0
+    # where each value came from: "argument", "environment (NAME)" or "default"
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def resolve(
+        cls, arguments: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None
+    ) -> Options:
+        """Options from keyword ``arguments`` over ``environ`` (default ``os.environ``) over defaults."""
+        return _Resolver(dict(arguments or {}), os.environ if environ is None else environ).resolve()
+
+    @property
+    def otlp_enabled(self) -> bool:
+        return "otlp" in self.exporters
+
+    @property
+    def sentry_enabled(self) -> bool:
+        return "sentry" in self.exporters and self.dsn is not None
+
+
+_FIELDS = {f.name for f in Options.__dataclass_fields__.values()} - {"sources"}
+
+
+class _Resolver:
+    def __init__(self, arguments: dict[str, Any], environ: Mapping[str, str]) -> None:
+        unknown = sorted(set(arguments) - _FIELDS)
+        if unknown:
+            raise ConfigError(
+                unknown[0], arguments[unknown[0]], f"unknown option; known options: {', '.join(sorted(_FIELDS))}"
+            )
+        self.arguments = arguments
+        self.environ = environ
+        self.values: dict[str, Any] = {}
+        self.sources: dict[str, str] = {}
+
+    # -- lookup helpers ---------------------------------------------------------------------------
+    def _env(self, *names: str) -> tuple[Optional[str], Optional[str]]:
+        """The first of ``names`` that is set to a non-blank value: (name, value)."""
+        for name in names:
+            value = self.environ.get(name)
+            if value is not None and value.strip() != "":
+                return name, value.strip()
+        return None, None
+
+    def _take(self, key: str, env_names: tuple[str, ...], parse: Callable[[str, str], Any], default: Any) -> Any:
+        if key in self.arguments and self.arguments[key] is not None:
+            self.sources[key] = "argument"
+            value = parse(key, self.arguments[key]) if isinstance(self.arguments[key], str) else self.arguments[key]
+        else:
+            name, raw = self._env(*env_names)
+            if name is not None and raw is not None:
+                self.sources[key] = f"environment ({name})"
+                value = parse(name, raw)
+            else:
+                self.sources[key] = "default"
+                value = default
+        self.values[key] = value
+        return value
+
+    # -- resolution -------------------------------------------------------------------------------
+    def resolve(self) -> Options:
+        text = _as_text
+        self._take("disabled", ("OTEL_SDK_DISABLED",), _otel_bool, False)
+        self._take("service_name", ("OTEL_SERVICE_NAME",), text, None)
+        resource = self._take("resource_attributes", ("OTEL_RESOURCE_ATTRIBUTES",), _resource_attributes, {})
+        if self.values["service_name"] is None:
+            self.values["service_name"] = resource.get("service.name", "unknown_service")
+
+        self._take("dsn", ("SENTRY_DSN",), lambda n, v: Dsn.parse(v, n), None)
+        if isinstance(self.values["dsn"], str):
+            self.values["dsn"] = Dsn.parse(self.values["dsn"], "dsn")
+        elif self.values["dsn"] is not None and not isinstance(self.values["dsn"], Dsn):
+            raise ConfigError("dsn", self.values["dsn"], "a DSN must be a string like https://KEY@host/PROJECT_ID")
+        self._resolve_exporters()
+
+        self._take("otlp_endpoint", (), text, None)
+        self._resolve_otlp_endpoint()
+        self._take("otlp_headers", ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"), _headers, {})
+        self._take(
+            "otlp_timeout", ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"), _positive_float, 10.0
+        )
+        self._take(
+            "otlp_compression",
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
+            _compression,
+            "none",
+        )
+        self._check_protocol()
+        for key, env, default in (
+            ("bsp_schedule_delay_ms", "OTEL_BSP_SCHEDULE_DELAY", 5000),
+            ("bsp_export_timeout_ms", "OTEL_BSP_EXPORT_TIMEOUT", 30000),
+            ("bsp_max_queue_size", "OTEL_BSP_MAX_QUEUE_SIZE", 2048),
+            ("bsp_max_export_batch_size", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+        ):
+            self._take(key, (env,), _warn_int(default), default)
+        if self.values["bsp_max_export_batch_size"] > self.values["bsp_max_queue_size"]:
+            logger.warning(
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=%s is larger than OTEL_BSP_MAX_QUEUE_SIZE=%s; using the queue size",
+                self.values["bsp_max_export_batch_size"],
+                self.values["bsp_max_queue_size"],
+            )
+            self.values["bsp_max_export_batch_size"] = self.values["bsp_max_queue_size"]
+
+        self._take("traces_sample_rate", ("SENTRY_TRACES_SAMPLE_RATE",), _rate, None)
+        self._take("sample_rate", ("SENTRY_SAMPLE_RATE",), _rate, 1.0)
+        for key in ("traces_sample_rate", "sample_rate"):
+            if self.values[key] is not None:
+                _rate(key, self.values[key])
+        self._resolve_sampler()
+
+        self._take("propagators", ("OTEL_PROPAGATORS",), _name_list, ("tracecontext", "baggage"))
+        self._take("excluded_urls", ("OTEL_PYTHON_WSGI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"), _comma_list, ())
+        capture = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_"
+        self._take("capture_request_headers", (capture + "SERVER_REQUEST",), _comma_list, ())
+        self._take("capture_response_headers", (capture + "SERVER_RESPONSE",), _comma_list, ())
+        self._take("sanitize_headers", (capture + "SANITIZE_FIELDS",), _comma_list, ())
+
+        self._take("environment", ("SENTRY_ENVIRONMENT",), text, None)
+        self._take("release", ("SENTRY_RELEASE",), text, None)
+        self._take("send_default_pii", ("SENTRY_SEND_DEFAULT_PII",), _sentry_bool(False), False)
+        self._take("debug", ("SENTRY_DEBUG",), _sentry_bool(False), False)
+        self._take("before_send", (), text, None)
+        self._take("in_app_include", (), _comma_list, ())
+        self._take("in_app_exclude", (), _comma_list, ())
+        self._take("sentry_queue_size", (), _warn_int(1000), 1000)
+        self._take("shutdown_timeout", (), _positive_float, 2.0)
+        if self.values["before_send"] is not None and not callable(self.values["before_send"]):
+            raise ConfigError(
+                "before_send", self.values["before_send"], "must be a callable (event, hint) -> event or None"
+            )
+        for key in (
+            "propagators",
+            "excluded_urls",
+            "capture_request_headers",
+            "capture_response_headers",
+            "sanitize_headers",
+            "in_app_include",
+            "in_app_exclude",
+            "exporters",
+        ):
+            self.values[key] = tuple(self.values[key])
+        self.values["resource_attributes"] = dict(self.values["resource_attributes"])
+        self.values["otlp_headers"] = dict(self.values["otlp_headers"])
+        return Options(**self.values, sources=dict(self.sources))
+
+    def _resolve_exporters(self) -> None:
+        exporters = self._take("exporters", ("OTEL_TRACES_EXPORTER",), _name_list, None)
+        dsn = self.values["dsn"]
+        if exporters is None:
+            exporters = ("otlp", "sentry") if dsn is not None else ("otlp",)
+            if dsn is None:
+                logger.info("otel-sentry-bridge: no SENTRY_DSN set; exporting OTLP only")
+        for name in exporters:
+            if name not in EXPORTER_NAMES:
+                setting = "exporters" if self.sources["exporters"] == "argument" else "OTEL_TRACES_EXPORTER"
+                raise ConfigError(
+                    setting, ",".join(exporters), f"unknown exporter {name!r}; known: {', '.join(EXPORTER_NAMES)}"
+                )
+        exporters = tuple(name for name in exporters if name != "none")
+        if "sentry" in exporters and dsn is None:
+            raise ConfigError(
+                "OTEL_TRACES_EXPORTER", ",".join(exporters), "the sentry exporter needs SENTRY_DSN (or dsn=)"
+            )
+        self.values["exporters"] = exporters
+
+    def _resolve_otlp_endpoint(self) -> None:
+        if self.values["otlp_endpoint"] is not None:
+            setting, url = "otlp_endpoint", self.values["otlp_endpoint"]
+        else:
+            name, value = self._env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            if name and value:  # the signal-specific endpoint is used as is
+                setting, url = name, value
+            else:
+                name, value = self._env("OTEL_EXPORTER_OTLP_ENDPOINT")
+                if name and value:  # the base endpoint gets the signal path appended
+                    setting, url = name, value.rstrip("/") + "/v1/traces"
+                else:
+                    setting, url = "default", DEFAULT_OTLP_ENDPOINT
+            self.sources["otlp_endpoint"] = "default" if setting == "default" else f"environment ({setting})"
+        if not isinstance(url, str):
+            raise ConfigError(setting, url, "the OTLP endpoint must be an http:// or https:// URL")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ConfigError(setting, url, f"not a valid URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(setting, url, "the OTLP endpoint must be an http:// or https:// URL with a host")
+        self.values["otlp_endpoint"] = url
+
+    def _check_protocol(self) -> None:
+        name, value = self._env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+        if name and value and value != "http/protobuf":
+            raise ConfigError(
+                name, value, "the bridge exports OTLP over HTTP with protobuf only; use http/protobuf (port 4318)"
+            )
+
+    def _resolve_sampler(self) -> None:
+        name, raw = self._env("OTEL_TRACES_SAMPLER")
+        arg_name, raw_arg = self._env("OTEL_TRACES_SAMPLER_ARG")
+        rate = self.values["traces_sample_rate"]
+        if "sampler" in self.arguments:
+            sampler, source = str(self.arguments["sampler"]).strip().lower(), "argument"
+            setting = "sampler"
+        elif name and raw:
+            sampler, source, setting = raw.lower(), f"environment ({name})", name
+        else:
+            sampler, source, setting = "", "", ""
+        if sampler and sampler not in SAMPLER_NAMES:
+            if setting == "sampler":
+                raise ConfigError("sampler", sampler, f"unknown sampler; known: {', '.join(SAMPLER_NAMES)}")
+            # OTel specification: an unknown sampler is a warning, and the default is used.
+            logger.warning("%s=%r is not a known sampler; using parentbased_always_on", setting, raw)
+            sampler = ""
+        if sampler:
+            if rate is not None:
+                logger.warning(
+                    "Both %s and SENTRY_TRACES_SAMPLE_RATE/traces_sample_rate are set: the OpenTelemetry sampler "
+                    "governs both outputs and the Sentry rate is ignored",
+                    setting,
+                )
+            arg: Optional[float] = None
+            if sampler.endswith("traceidratio"):
+                arg = 1.0
+                if "sampler_arg" in self.arguments:
+                    arg = _rate("sampler_arg", self.arguments["sampler_arg"])
+                elif raw_arg is not None:
+                    try:
+                        arg = float(raw_arg)
+                        if not 0.0 <= arg <= 1.0:
+                            raise ValueError
+                    except ValueError:
+                        logger.warning("OTEL_TRACES_SAMPLER_ARG=%r is not a ratio in [0, 1]; using 1.0", raw_arg)
+                        arg = 1.0
+            self.values["sampler"], self.values["sampler_arg"] = sampler, arg
+            self.sources["sampler"] = source
+        elif rate is not None:
+            # Sentry's traces_sample_rate drives the one OTel sampler, so both backends hold the same traces.
+            self.values["sampler"], self.values["sampler_arg"] = "parentbased_traceidratio", float(rate)
+            self.sources["sampler"] = self.sources["traces_sample_rate"]
+        else:
+            self.values["sampler"], self.values["sampler_arg"] = "parentbased_always_on", None
+            self.sources["sampler"] = "default"
+        self.sources["sampler_arg"] = self.sources["sampler"]
+
+
+# -- parsers: (setting name, raw value) -> value ------------------------------------------------------
+def _as_text(name: str, value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _otel_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        # OTel specification: only "true" (any case) is true; anything else is false, with a warning.
+        logger.warning("%s=%r is not 'true' or 'false'; treating it as false", name, value)
+    return text == "true"
+
+
+def _sentry_bool(default: bool) -> Callable[[str, Any], bool]:
+    def parse(name: str, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _SENTRY_TRUE:
+            return True
+        if text in _SENTRY_FALSE:
+            return False
+        raise ConfigError(name, value, "expected a boolean: true/false, 1/0, yes/no, on/off")
+
+    return parse
+
+
+def _rate(name: str, value: Any) -> float:
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(name, value, "expected a number between 0 and 1") from None
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(name, value, "a sample rate must be between 0 and 1")
+    return rate
+
+
+def _positive_float(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(name, value, "expected a number of seconds") from None
+    if number <= 0:
+        raise ConfigError(name, value, "must be greater than 0")
+    return number
+
+
+def _warn_int(default: int) -> Callable[[str, Any], int]:
+    def parse(name: str, value: Any) -> int:
+        try:
+            number = int(value)
+            if number <= 0:
+                raise ValueError
+            return number
+        except (TypeError, ValueError):
+            if name.startswith("OTEL_"):  # OTel specification: warn and use the default
+                logger.warning("%s=%r is not a positive integer; using %d", name, value, default)
+                return default
+            raise ConfigError(name, value, "expected a positive integer") from None
+
+    return parse
+
+
+def _compression(name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ("gzip", "none", "deflate"):
+        raise ConfigError(name, value, "expected gzip, deflate or none")
+    return text
+
+
+def _comma_list(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(str(part) for part in value)
+
+
+def _name_list(name: str, value: Any) -> tuple[str, ...]:
+    return tuple(part.lower() for part in _comma_list(name, value))
+
+
+def _key_values(name: str, value: str) -> dict[str, str]:
+    """W3C-baggage-like ``k=v,k2=v2`` with percent-decoding; raises ValueError on a malformed entry."""
+    result: dict[str, str] = {}
+    for entry in value.split(","):
+        if not entry.strip():
+            continue
+        key, sep, val = entry.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(entry)
+        result[unquote(key.strip())] = unquote(val.strip())
+    return result
+
+
+def _resource_attributes(name: str, value: Any) -> dict[str, str]:
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    try:
+        return _key_values(name, str(value))
+    except ValueError as bad:
+        # OTel specification: on a parse error the whole value is discarded, with a warning.
+        logger.warning("%s=%r has a malformed entry %r; ignoring the variable", name, value, str(bad))
+        return {}
+
+
+def _headers(name: str, value: Any) -> dict[str, str]:
+    if isinstance(value, Mapping):
+        return {str(k).lower(): str(v) for k, v in value.items()}
+    try:
+        return {k.lower(): v for k, v in _key_values(name, str(value)).items()}
+    except ValueError as bad:
+        raise ConfigError(
+            name, "<hidden>", f"malformed entry {str(bad).split('=')[0]!r}: expected key=value,..."
+        ) from None

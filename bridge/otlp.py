@@ -1,0 +1,73 @@
+"""The OTLP leg's exporter: OpenTelemetry's own OTLP/HTTP exporter, wrapped to count what it loses.
+
+The SDK exporter logs each failure; under a dead collector that is a line per batch. The wrapper counts
+lost spans (``lost_spans``) and logs at most one warning per interval, with the running total.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from bridge.config import Options
+
+__all__ = ["CountingSpanExporter", "build_otlp_exporter"]
+
+logger = logging.getLogger(__name__)
+
+_COMPRESSION = {"gzip": Compression.Gzip, "deflate": Compression.Deflate, "none": Compression.NoCompression}
+
+
+class CountingSpanExporter(SpanExporter):
+    """Delegates to ``inner``; counts exported and lost spans; warns at most once per ``warn_interval``."""
+
+    def __init__(self, inner: SpanExporter, warn_interval: float = 60.0) -> None:
+        self.inner = inner
+        self.exported_spans = 0
+        self.lost_spans = 0
+        self._warn_interval = warn_interval
+        self._last_warning = float("-inf")
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self.inner.export(spans)
+        except Exception:  # the SDK exporter should not raise; if it does, it is a loss, not a crash
+            logger.debug("OTLP exporter raised", exc_info=True)
+            result = SpanExportResult.FAILURE
+        with self._lock:
+            if result is SpanExportResult.SUCCESS:
+                self.exported_spans += len(spans)
+                return result
+            self.lost_spans += len(spans)
+            now = time.monotonic()
+            warn = now - self._last_warning >= self._warn_interval
+            if warn:
+                self._last_warning = now
+            total = self.lost_spans
+        if warn:
+            logger.warning("otel-sentry-bridge: OTLP export failed; %d spans lost so far", total)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def build_otlp_exporter(options: Options) -> CountingSpanExporter:
+    exporter = OTLPSpanExporter(
+        endpoint=options.otlp_endpoint,
+        headers=dict(options.otlp_headers),
+        timeout=options.otlp_timeout,
+        compression=_COMPRESSION[options.otlp_compression],
+    )
+    return CountingSpanExporter(exporter)

@@ -1,0 +1,152 @@
+"""The per-request scope: tags, user, handled errors and messages for the request being served.
+
+The middleware opens a :class:`RequestScope` for each request and makes it current (a ContextVar, so
+concurrent requests in threads never see each other's values). Tags and user go onto the request's
+server span as attributes (``sentry.tag.<key>``, ``enduser.id``, ``user.email``, ``user.name``) so both
+backends see them; handled errors become ``exception`` events on the current span. When the trace is not
+sampled the span records nothing, and errors and messages go straight to the Sentry leg instead, still
+carrying the trace id.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Optional
+
+from opentelemetry import trace as trace_api
+
+if TYPE_CHECKING:
+    from bridge.setup import Bridge
+
+__all__ = ["RequestScope", "current_scope", "set_tag", "set_user", "capture_exception", "capture_message"]
+
+logger = logging.getLogger(__name__)
+
+EXCEPTIONS_ATTR = "_bridge_exceptions"  # on an SDK span: {event_id: exception object}, for the Sentry leg
+TAG_PREFIX = "sentry.tag."
+MAX_TAG_LENGTH = 200
+_LEVELS = ("debug", "info", "warning", "error", "fatal")
+_USER_ATTRIBUTES = {"id": "enduser.id", "email": "user.email", "username": "user.name"}
+
+
+class RequestScope:
+    """What the bridge knows of one request; made current by the middleware."""
+
+    __slots__ = ("bridge", "span", "attributes", "tags", "user")
+
+    def __init__(self, bridge: Bridge, span: trace_api.Span, attributes: dict[str, Any]) -> None:
+        self.bridge = bridge
+        self.span = span
+        self.attributes = attributes  # the request's span attributes (kept for unsampled errors)
+        self.tags: dict[str, str] = {}
+        self.user: dict[str, str] = {}
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+        if self.span.is_recording():
+            self.span.set_attribute(key, value)
+
+
+_current: ContextVar[Optional[RequestScope]] = ContextVar("otel_sentry_bridge_request", default=None)
+
+
+def current_scope() -> Optional[RequestScope]:
+    return _current.get()
+
+
+def set_tag(key: str, value: object) -> None:
+    """Tag the current request (a Sentry tag and a span attribute ``sentry.tag.<key>``)."""
+    scope = _current.get()
+    if scope is None:
+        logger.debug("set_tag(%r) outside a request is ignored", key)
+        return
+    text = str(value)[:MAX_TAG_LENGTH]
+    name = str(key)[:MAX_TAG_LENGTH]
+    scope.tags[name] = text
+    scope.set_attribute(TAG_PREFIX + name, text)
+
+
+def set_user(user: Optional[Mapping[str, Any]]) -> None:
+    """Set the user of the current request: keys ``id``, ``email``, ``username`` (others are ignored)."""
+    scope = _current.get()
+    if scope is None:
+        logger.debug("set_user() outside a request is ignored")
+        return
+    for key, attribute in _USER_ATTRIBUTES.items():
+        value = (user or {}).get(key)
+        if value is not None:
+            scope.user[key] = str(value)
+            scope.set_attribute(attribute, str(value))
+
+
+def record_exception(
+    scope: Optional[RequestScope], span: trace_api.Span, exc: BaseException, *, handled: bool
+) -> Optional[str]:
+    """Record ``exc`` on ``span`` (or send it directly when unsampled); returns the Sentry event id."""
+    event_id = uuid.uuid4().hex
+    if span.is_recording():
+        span.record_exception(exc, attributes={"sentry.event_id": event_id}, escaped=not handled)
+        kept = getattr(span, EXCEPTIONS_ATTR, None)
+        if kept is None:
+            try:
+                setattr(span, EXCEPTIONS_ATTR, {event_id: exc})
+            except AttributeError:  # a span type that takes no attributes: text frames only
+                pass
+        else:
+            kept[event_id] = exc
+        return event_id
+    bridge = scope.bridge if scope is not None else _active_bridge()
+    if bridge is None or bridge.sentry is None:
+        return None
+    return str(bridge.sentry.capture_unsampled_exception(exc, span.get_span_context(), scope, handled, event_id))
+
+
+def capture_exception(exc: Optional[BaseException] = None) -> Optional[str]:
+    """Report a handled exception (default: the one being handled) on the current span; returns its event id."""
+    try:
+        if exc is None:
+            exc = sys.exc_info()[1]
+            if exc is None:
+                return None
+        scope = _current.get()
+        span = trace_api.get_current_span()
+        if not span.get_span_context().is_valid and scope is not None:
+            span = scope.span
+        return record_exception(scope, span, exc, handled=True)
+    except Exception:
+        logger.warning("otel-sentry-bridge: capture_exception failed", exc_info=True)
+        return None
+
+
+def capture_message(text: str, level: str = "info") -> Optional[str]:
+    """Send a message event for the current request (a ``sentry.message`` span event); returns its event id."""
+    try:
+        level = level if level in _LEVELS else "info"
+        event_id = uuid.uuid4().hex
+        scope = _current.get()
+        span = trace_api.get_current_span()
+        if not span.get_span_context().is_valid and scope is not None:
+            span = scope.span
+        if span.is_recording():
+            span.add_event(
+                "sentry.message",
+                {"sentry.message.text": str(text), "sentry.message.level": level, "sentry.event_id": event_id},
+            )
+            return event_id
+        bridge = scope.bridge if scope is not None else _active_bridge()
+        if bridge is None or bridge.sentry is None:
+            return None
+        return str(bridge.sentry.capture_unsampled_message(str(text), level, span.get_span_context(), scope, event_id))
+    except Exception:
+        logger.warning("otel-sentry-bridge: capture_message failed", exc_info=True)
+        return None
+
+
+def _active_bridge() -> Optional[Bridge]:
+    from bridge import setup
+
+    return setup.active()

@@ -1,0 +1,256 @@
+"""``init()`` builds one TracerProvider, one sampler and both export legs from :class:`Options`.
+
+Calling ``init()`` again replaces the previous configuration (its queued data is flushed first), so
+exporters are never doubled. The OTel global tracer provider is set once, to a thin provider that
+delegates to whichever configuration is active, so tracers obtained before a re-init keep working.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Optional
+
+from opentelemetry import context as context_api
+from opentelemetry import propagate
+from opentelemetry import trace as trace_api
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+from opentelemetry.util.types import Attributes
+
+from bridge.config import Options
+from bridge.errors import ConfigError
+from bridge.otlp import CountingSpanExporter, build_otlp_exporter
+from bridge.version import __version__
+
+__all__ = ["Bridge", "init", "flush", "shutdown", "active", "build_sampler", "build_resource"]
+
+logger = logging.getLogger(__name__)
+
+SCOPE_NAME = "bridge.wsgi"
+
+
+def build_sampler(options: Options) -> Sampler:
+    name, arg = options.sampler, options.sampler_arg
+    ratio = 1.0 if arg is None else arg
+    root: Sampler = {
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "traceidratio": TraceIdRatioBased(ratio),
+    }.get(name.removeprefix("parentbased_"), ALWAYS_ON)
+    return ParentBased(root) if name.startswith("parentbased_") else root
+
+
+def build_resource(options: Options) -> Resource:
+    attributes: dict[str, Any] = dict(options.resource_attributes)
+    attributes["service.name"] = options.service_name
+    if options.environment and "deployment.environment.name" not in attributes:
+        attributes["deployment.environment.name"] = options.environment
+    if options.release and "service.version" not in attributes:
+        attributes["service.version"] = options.release
+    return Resource.create(attributes)
+
+
+def build_propagator(options: Options) -> TextMapPropagator:
+    from importlib.metadata import entry_points
+
+    propagators: list[TextMapPropagator] = []
+    for name in options.propagators:
+        if name == "none":
+            continue
+        found = list(entry_points(group="opentelemetry_propagator", name=name))
+        if not found:
+            setting = "propagators" if options.sources.get("propagators") == "argument" else "OTEL_PROPAGATORS"
+            raise ConfigError(setting, ",".join(options.propagators), f"no propagator named {name!r} is installed")
+        propagators.append(found[0].load()())
+    return CompositePropagator(propagators)
+
+
+class Bridge:
+    """One active configuration: the provider, its two legs, and the tracer the middleware uses."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.provider: Optional[TracerProvider] = None
+        self.tracer: trace_api.Tracer = trace_api.NoOpTracer()
+        self.otlp_exporter: Optional[CountingSpanExporter] = None
+        self.sentry: Any = None  # bridge.sentry.leg.SentryLeg when the Sentry leg is on
+        self._processors: list[SpanProcessor] = []
+        self._closed = False
+        if options.disabled:
+            return
+        self.provider = TracerProvider(
+            sampler=build_sampler(options), resource=build_resource(options), shutdown_on_exit=False
+        )
+        if options.otlp_enabled:
+            self.otlp_exporter = build_otlp_exporter(options)
+            self._add(
+                BatchSpanProcessor(
+                    self.otlp_exporter,
+                    max_queue_size=options.bsp_max_queue_size,
+                    schedule_delay_millis=options.bsp_schedule_delay_ms,
+                    max_export_batch_size=options.bsp_max_export_batch_size,
+                    export_timeout_millis=options.bsp_export_timeout_ms,
+                )
+            )
+        if "console" in options.exporters:
+            self._add(BatchSpanProcessor(ConsoleSpanExporter()))
+        if options.sentry_enabled:
+            from bridge.sentry.leg import SentryLeg
+
+            self.sentry = SentryLeg(options, self.provider.resource)
+            self._add(self.sentry.processor)
+        self.tracer = self.provider.get_tracer(SCOPE_NAME, __version__)
+
+    def _add(self, processor: SpanProcessor) -> None:
+        assert self.provider is not None
+        self.provider.add_span_processor(processor)
+        self._processors.append(processor)
+
+    @property
+    def enabled(self) -> bool:
+        return self.provider is not None and not self._closed
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Export everything queued so far, on both legs, within ``timeout`` seconds in all."""
+        if self.provider is None or self._closed:
+            return True
+        with _suppressed():
+            return bool(self.provider.force_flush(int(timeout * 1000)))
+
+    def shutdown(self, timeout: Optional[float] = None) -> None:
+        """Flush (within ``timeout``, default ``shutdown_timeout``) and stop both legs. Idempotent."""
+        if self.provider is None or self._closed:
+            return
+        timeout = self.options.shutdown_timeout if timeout is None else timeout
+        self.flush(timeout)
+        self._closed = True
+        with _suppressed():
+            if self.sentry is not None:
+                self.sentry.shutdown(0.1)
+            self.provider.shutdown()
+
+
+@contextmanager
+def _suppressed() -> Iterator[None]:
+    """Our own export calls never become spans."""
+    token = context_api.attach(context_api.set_value(context_api._SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        context_api.detach(token)
+
+
+class _DelegatingTracer(trace_api.Tracer):
+    """A tracer that always uses the provider of the active configuration (survives re-init)."""
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        self._args = args
+        self._provider: Optional[TracerProvider] = None
+        self._tracer: trace_api.Tracer = trace_api.NoOpTracer()
+
+    def _current(self) -> trace_api.Tracer:
+        bridge = _active
+        provider = bridge.provider if bridge is not None and bridge.enabled else None
+        if provider is not self._provider:
+            self._provider = provider
+            self._tracer = provider.get_tracer(*self._args) if provider is not None else trace_api.NoOpTracer()
+        return self._tracer
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace_api.Span:
+        return self._current().start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self._current().start_as_current_span(*args, **kwargs)
+
+
+class _DelegatingTracerProvider(trace_api.TracerProvider):
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: Optional[str] = None,
+        schema_url: Optional[str] = None,
+        attributes: Attributes = None,
+    ) -> trace_api.Tracer:
+        return _DelegatingTracer((instrumenting_module_name, instrumenting_library_version, schema_url, attributes))
+
+
+_lock = threading.Lock()
+_active: Optional[Bridge] = None
+_global_installed = False
+_atexit_registered = False
+
+
+def active() -> Optional[Bridge]:
+    return _active
+
+
+def init(**options: Any) -> Bridge:
+    """Configure the bridge from keyword arguments over the environment; replaces any earlier ``init()``.
+
+    Raises :class:`bridge.ConfigError` for a value that must be fixed. See the README for every option.
+    """
+    global _active, _global_installed, _atexit_registered
+    resolved = Options.resolve(options)
+    propagator = None if resolved.disabled else build_propagator(resolved)
+    new = Bridge(resolved)
+    with _lock:
+        previous, _active = _active, new
+        if not resolved.disabled:
+            assert propagator is not None
+            propagate.set_global_textmap(propagator)
+            if not _global_installed:
+                current = trace_api.get_tracer_provider()
+                if isinstance(current, trace_api.ProxyTracerProvider):
+                    trace_api.set_tracer_provider(_DelegatingTracerProvider())
+                else:
+                    logger.info(
+                        "otel-sentry-bridge: a global TracerProvider (%s) is already set; the bridge's middleware "
+                        "uses its own provider",
+                        type(current).__name__,
+                    )
+                _global_installed = True
+        if not _atexit_registered:
+            atexit.register(_at_exit)
+            _atexit_registered = True
+    if previous is not None:
+        logger.info("otel-sentry-bridge: init() called again; the previous configuration was flushed and replaced")
+        previous.shutdown()
+    if resolved.disabled:
+        logger.info("otel-sentry-bridge: OTEL_SDK_DISABLED is true; nothing is traced or exported")
+    return new
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Export everything queued so far within ``timeout`` seconds; True when all of it went out."""
+    bridge = _active
+    return True if bridge is None else bridge.flush(timeout)
+
+
+def shutdown(timeout: Optional[float] = None) -> None:
+    """Flush and stop the active configuration; the middleware then passes requests straight through."""
+    global _active
+    with _lock:
+        bridge, _active = _active, None
+    if bridge is not None:
+        bridge.shutdown(timeout)
+
+
+def _at_exit() -> None:
+    try:
+        shutdown()
+    except Exception:  # pragma: no cover - never raise at interpreter exit
+        logger.exception("otel-sentry-bridge: shutdown at exit failed")

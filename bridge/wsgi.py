@@ -1,0 +1,423 @@
+"""``BridgeMiddleware``: one SERVER span per WSGI request, built on OpenTelemetry's WSGI instrumentation.
+
+The request and response attributes come from ``opentelemetry.instrumentation.wsgi`` (its semantic
+conventions are reused, not re-implemented). What this module adds:
+- exceptions that escape the app (from the call, from iterating the body, from ``close()``) become
+  ``exception`` events with ERROR status and ``error.type``, and the server still sees the very same
+  exception;
+- the body's ``close()`` is called exactly once whatever happens, and the span ends only when the body
+  has been sent or closed, so streaming responses are timed right; ``wsgi.file_wrapper`` objects are
+  handed back to the server as they are (so it can still use ``sendfile``);
+- guarded user hooks, privacy scrubbing of the request attributes, and the per-request scope.
+Nothing the bridge does can raise into the app or the server: its own failures are logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Callable, Optional
+from wsgiref.util import request_uri
+
+from opentelemetry import context as context_api
+from opentelemetry import propagate
+from opentelemetry import trace as trace_api
+from opentelemetry.instrumentation._semconv import _StabilityMode
+from opentelemetry.instrumentation.wsgi import (
+    add_response_attributes,
+    collect_request_attributes,
+    get_default_span_name,
+    wsgi_getter,
+)
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.http import (
+    ExcludeList,
+    SanitizeValue,
+    normalise_request_header_name,
+    normalise_response_header_name,
+)
+
+from bridge import scope as scope_module
+from bridge import setup
+from bridge.scope import RequestScope, record_exception
+from bridge.sentry.privacy import SENSITIVE_ATTRIBUTE_KEYS, scrub_query
+
+__all__ = ["BridgeMiddleware"]
+
+logger = logging.getLogger(__name__)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+StartResponse = Callable[..., Any]
+# Headers that never leave the process unless send_default_pii is on, even if a capture list names them.
+PRIVATE_HEADERS = (
+    "cookie",
+    "set-cookie",
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "x-forwarded-for",
+    "x-real-ip",
+)
+_QUERY_ATTRIBUTES = ("url.query",)
+_TARGET_ATTRIBUTES = ("http.target", "http.url", "url.full")
+
+
+def _semconv_mode() -> _StabilityMode:
+    """The stable HTTP conventions by default; ``OTEL_SEMCONV_STABILITY_OPT_IN=http/dup`` adds the old ones."""
+    opt_in = {part.strip() for part in os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")}
+    return _StabilityMode.HTTP_DUP if "http/dup" in opt_in else _StabilityMode.HTTP
+
+
+class _HookGuard:
+    """Calls a user hook; a hook that raises is logged (once a minute per hook) and treated as absent."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def call(self, name: str, hook: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return hook(*args)
+        except Exception:
+            now = time.monotonic()
+            if now - self._last.get(name, float("-inf")) >= 60.0:
+                self._last[name] = now
+                logger.warning(
+                    "otel-sentry-bridge: the %s hook raised; ignoring it for this request", name, exc_info=True
+                )
+            return None
+
+
+class BridgeMiddleware:
+    """Wrap a WSGI app: ``app = BridgeMiddleware(app)``. Uses the configuration of ``bridge.init()``.
+
+    Hooks (each optional and guarded):
+    ``skip(environ) -> bool``, ``identify_user(environ) -> str | None`` (``enduser.id``),
+    ``session_id(environ) -> str | None`` (``session.id``), ``view_name(environ) -> str | None``
+    (a route template such as ``/users/{id}`` becomes ``http.route`` and the span name
+    ``"{METHOD} {route}"``; any other name becomes the span name with Sentry source ``component``),
+    ``request_hook(span, environ)``, ``response_hook(span, environ, status, headers)``.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        skip: Optional[Callable[[dict[str, Any]], bool]] = None,
+        identify_user: Optional[Callable[[dict[str, Any]], Optional[str]]] = None,
+        session_id: Optional[Callable[[dict[str, Any]], Optional[str]]] = None,
+        view_name: Optional[Callable[[dict[str, Any]], Optional[str]]] = None,
+        request_hook: Optional[Callable[[trace_api.Span, dict[str, Any]], None]] = None,
+        response_hook: Optional[Callable[[trace_api.Span, dict[str, Any], str, list[tuple[str, str]]], None]] = None,
+    ) -> None:
+        self.app = app
+        self.skip = skip
+        self.identify_user = identify_user
+        self.session_id = session_id
+        self.view_name = view_name
+        self.request_hook = request_hook
+        self.response_hook = response_hook
+        self.guard = _HookGuard()
+        self._mode = _semconv_mode()
+        self._settings_for: Optional[setup.Bridge] = None
+        self._excluded = ExcludeList([])
+        self._capture: Optional[tuple[SanitizeValue, list[str], list[str]]] = None
+        self._auto_init_failed = False
+
+    # -- per-configuration settings, computed once per init() rather than per request --------------
+    def _settings(self, bridge: setup.Bridge) -> None:
+        options = bridge.options
+        self._excluded = ExcludeList(list(options.excluded_urls))
+        sanitize = list(options.sanitize_headers)
+        if not options.send_default_pii:
+            sanitize += [f"^{re.escape(name)}$" for name in PRIVATE_HEADERS]
+        if options.capture_request_headers or options.capture_response_headers:
+            self._capture = (
+                SanitizeValue(sanitize),
+                list(options.capture_request_headers),
+                list(options.capture_response_headers),
+            )
+        else:
+            self._capture = None
+        self._settings_for = bridge
+
+    def _active(self) -> Optional[setup.Bridge]:
+        bridge = setup.active()
+        if bridge is None and not self._auto_init_failed:
+            # Wrapped but never configured: configure from the environment, once.
+            try:
+                bridge = setup.init()
+            except Exception:
+                self._auto_init_failed = True
+                logger.exception("otel-sentry-bridge: init() from the environment failed; requests are not traced")
+                return None
+        if bridge is None or not bridge.enabled:
+            return None
+        if bridge is not self._settings_for:
+            self._settings(bridge)
+        return bridge
+
+    # -- the WSGI call ------------------------------------------------------------------------------
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            request = self._begin(environ, start_response)
+        except Exception:
+            logger.warning("otel-sentry-bridge: could not start a span for this request", exc_info=True)
+            request = None
+        if request is None:
+            return self.app(environ, start_response)
+        request.activate()
+        try:
+            result = self.app(environ, request.start_response)
+        except Exception as exc:
+            request.deactivate()
+            request.fail(exc)
+            request.end()
+            raise
+        request.deactivate()
+        return request.wrap(result, environ)
+
+    def _begin(self, environ: dict[str, Any], start_response: StartResponse) -> Optional[_Request]:
+        bridge = self._active()
+        if bridge is None:
+            return None
+        if self.skip is not None and self.guard.call("skip", self.skip, environ):
+            return None
+        if self._excluded._excluded_urls and self._excluded.url_disabled(request_uri(environ)):
+            return None
+        mode = self._mode
+        attributes: dict[str, Any] = collect_request_attributes(environ, mode)
+        _scrub(attributes, bridge.options.send_default_pii)
+        name = get_default_span_name(environ)
+        if self.view_name is not None:
+            view = self.guard.call("view_name", self.view_name, environ)
+            if view:
+                view = str(view)
+                method = name.split(" ", 1)[0]
+                if view.startswith("/"):
+                    attributes["http.route"] = view
+                    name = f"{method} {view}"
+                else:
+                    attributes["sentry.transaction_source"] = "component"
+                    name = view
+        for hook_name, hook, key in (
+            ("identify_user", self.identify_user, "enduser.id"),
+            ("session_id", self.session_id, "session.id"),
+        ):
+            if hook is not None:
+                value = self.guard.call(hook_name, hook, environ)
+                if value is not None:
+                    attributes[key] = str(value)
+        if self._capture is not None and self._capture[1]:
+            sanitize, request_headers, _ = self._capture
+            headers = {key[5:].replace("_", "-"): value for key, value in environ.items() if key.startswith("HTTP_")}
+            attributes.update(sanitize.sanitize_header_values(headers, request_headers, normalise_request_header_name))
+
+        parent = context_api.get_current()
+        if trace_api.get_current_span(parent).get_span_context().is_valid:
+            kind = SpanKind.INTERNAL  # already inside a traced request (nested middleware)
+        else:
+            kind = SpanKind.SERVER
+            parent = propagate.extract(environ, context=parent, getter=wsgi_getter)
+        span = bridge.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+        request = _Request(
+            self, environ, bridge, span, trace_api.set_span_in_context(span, parent), attributes, start_response
+        )
+        if self.request_hook is not None:
+            self.guard.call("request_hook", self.request_hook, span, environ)
+        return request
+
+
+def _scrub(attributes: dict[str, Any], send_default_pii: bool) -> None:
+    """Without send_default_pii: no client address, and sensitive query parameters masked."""
+    if send_default_pii:
+        return
+    for key in SENSITIVE_ATTRIBUTE_KEYS.intersection(attributes):
+        del attributes[key]
+    for key in _QUERY_ATTRIBUTES:
+        if key in attributes:
+            attributes[key] = scrub_query(str(attributes[key]))
+    for key in _TARGET_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str) and "?" in value:
+            head, _, query = value.partition("?")
+            attributes[key] = f"{head}?{scrub_query(query)}"
+
+
+class _Request:
+    """One traced request: its span, context, scope, and the response's progress."""
+
+    __slots__ = (
+        "middleware",
+        "environ",
+        "span",
+        "context",
+        "scope",
+        "server_start_response",
+        "started",
+        "ended",
+        "_tokens",
+    )
+
+    def __init__(
+        self,
+        middleware: BridgeMiddleware,
+        environ: dict[str, Any],
+        bridge: setup.Bridge,
+        span: trace_api.Span,
+        context: context_api.Context,
+        attributes: dict[str, Any],
+        server_start_response: StartResponse,
+    ) -> None:
+        self.middleware = middleware
+        self.environ = environ
+        self.span = span
+        self.context = context
+        self.scope = RequestScope(bridge, span, attributes)
+        self.server_start_response = server_start_response
+        self.started = False
+        self.ended = False
+        self._tokens: list[Any] = []
+
+    def activate(self) -> None:
+        self._tokens.append((context_api.attach(self.context), scope_module._current.set(self.scope)))
+
+    def deactivate(self) -> None:
+        if self._tokens:
+            otel_token, scope_token = self._tokens.pop()
+            scope_module._current.reset(scope_token)
+            context_api.detach(otel_token)
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+        try:
+            self._on_response(status, headers)
+        except Exception:
+            logger.warning("otel-sentry-bridge: could not record the response", exc_info=True)
+        return self.server_start_response(status, headers, *exc_info)
+
+    def _on_response(self, status: str, headers: list[tuple[str, str]]) -> None:
+        self.started = True
+        span = self.span
+        middleware = self.middleware
+        add_response_attributes(span, status, headers, {}, middleware._mode)
+        capture = middleware._capture
+        if capture is not None and capture[2] and span.is_recording():
+            sanitize, _, response_headers = capture
+            merged: dict[str, str] = {}
+            for key, value in headers:
+                key = key.lower()
+                merged[key] = f"{merged[key]},{value}" if key in merged else value
+            span.set_attributes(
+                sanitize.sanitize_header_values(merged, response_headers, normalise_response_header_name)
+            )
+        if middleware.response_hook is not None:
+            middleware.guard.call("response_hook", middleware.response_hook, span, self.environ, status, headers)
+
+    def fail(self, exc: BaseException) -> None:
+        """Record an exception that escaped the app; never raises."""
+        try:
+            span = self.span
+            if span.is_recording():
+                span.set_attribute("error.type", type(exc).__qualname__)
+                if not self.started:
+                    span.set_attribute("http.response.status_code", 500)
+                    if self.middleware._mode is _StabilityMode.HTTP_DUP:
+                        span.set_attribute("http.status_code", 500)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"))
+            record_exception(self.scope, span, exc, handled=False)
+        except Exception:
+            logger.warning("otel-sentry-bridge: could not record an exception", exc_info=True)
+
+    def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            self.span.end()
+        except Exception:
+            logger.warning("otel-sentry-bridge: could not end a span", exc_info=True)
+
+    def wrap(self, result: Iterable[bytes], environ: Mapping[str, Any]) -> Iterable[bytes]:
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+            # Hand the server its own object back (sendfile stays possible); end the span on its close().
+            try:
+                result.close = _ClosingHook(result, self)  # type: ignore[attr-defined]
+            except Exception:
+                self.end()
+            return result
+        return _ResponseBody(result, self)
+
+
+class _ClosingHook:
+    __slots__ = ("_close", "_request")
+
+    def __init__(self, result: Any, request: _Request) -> None:
+        self._close = getattr(result, "close", None)
+        self._request = request
+
+    def __call__(self) -> None:
+        request = self._request
+        try:
+            if self._close is not None:
+                self._close()
+        except Exception as exc:
+            request.fail(exc)
+            raise
+        finally:
+            request.end()
+
+
+class _ResponseBody:
+    """The app's body, iterated in the request's context; ends the span on ``close()``, exactly once."""
+
+    __slots__ = ("_iterable", "_iterator", "_request", "_closed")
+
+    def __init__(self, iterable: Iterable[bytes], request: _Request) -> None:
+        self._iterable = iterable
+        self._iterator: Optional[Iterator[bytes]] = None
+        self._request = request
+        self._closed = False
+
+    def __iter__(self) -> _ResponseBody:
+        return self
+
+    def __len__(self) -> int:
+        # Servers ask len() to set Content-Length for one-chunk bodies; answer as the app's body would.
+        return len(self._iterable)  # type: ignore[arg-type]
+
+    def __next__(self) -> bytes:
+        request = self._request
+        request.activate()
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._iterable)
+            return next(self._iterator)
+        except StopIteration:
+            raise
+        except Exception as exc:
+            request.fail(exc)
+            raise
+        finally:
+            request.deactivate()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        request = self._request
+        try:
+            close = getattr(self._iterable, "close", None)
+            if close is not None:
+                request.activate()
+                try:
+                    close()
+                except Exception as exc:
+                    request.fail(exc)
+                    raise
+                finally:
+                    request.deactivate()
+        finally:
+            request.end()
