@@ -61,6 +61,9 @@ def build_resource(options: Options) -> Resource:
         attributes["deployment.environment.name"] = options.environment
     if options.release and "service.version" not in attributes:
         attributes["service.version"] = options.release
+    if options.sentry_enabled:
+        # Tells collector pipelines that this service reports to Sentry itself (collector-config/).
+        attributes.setdefault("otel_sentry_bridge.sentry_direct", True)
     return Resource.create(attributes)
 
 

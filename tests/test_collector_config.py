@@ -469,9 +469,9 @@ def test_bridge_output_meets_the_tier_2_error_policy() -> None:
         try:
             client = Client(bridge.BridgeMiddleware(_app))
             with pytest.raises(RuntimeError, match="boom from /raise"):
-                client.get("/raise")
-            assert client.get("/fail").status_code == 500
-            assert client.get("/ok").status_code == 200
+                client.get("/raise", buffered=True)
+            assert client.get("/fail", buffered=True).status_code == 500
+            assert client.get("/ok", buffered=True).status_code == 200
             instance.flush(5)
         finally:
             instance.shutdown()

@@ -1,0 +1,291 @@
+"""The Sentry leg: finished spans → assembled transactions and error events → envelopes → transport.
+
+On the request thread ``on_end`` only assembles (a dict insert or two under a lock) and queues work;
+conversion, serialization, compression and the HTTP POST all happen on the transport's worker thread.
+Rate-limited categories are refused before any conversion happens. Errors are sent whether or not the
+trace was sampled (``sample_rate`` governs them, as in Sentry).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+from bridge.config import Options
+from bridge.sentry.assemble import Assembler
+from bridge.sentry.convert import (
+    ConvertOptions,
+    dynamic_sampling_context,
+    error_events,
+    exception_event,
+    message_event,
+    transaction_event,
+    transaction_name,
+)
+from bridge.sentry.envelope import Envelope
+from bridge.sentry.transport import Transport
+from bridge.version import __version__
+
+if TYPE_CHECKING:
+    from bridge.scope import RequestScope
+
+__all__ = ["SentryLeg", "SentrySpanProcessor", "ERROR_EVENT_NAMES"]
+
+logger = logging.getLogger(__name__)
+
+ERROR_EVENT_NAMES = frozenset({"exception", "sentry.message"})
+EXCEPTIONS_ATTR = "_bridge_exceptions"  # set by bridge.scope.record_exception: {event_id: exception}
+
+
+def _environment(options: Options, resource: Mapping[str, Any]) -> str:
+    value = (
+        options.environment
+        or resource.get("deployment.environment.name")
+        or resource.get("deployment.environment")
+        or "production"
+    )
+    return str(value)
+
+
+def _release(options: Options, resource: Mapping[str, Any]) -> Optional[str]:
+    value = options.release or resource.get("service.version")
+    return None if value is None else str(value)
+
+
+def traces_sample_rate(options: Options) -> float:
+    """The rate the one OTel sampler applies, for the DSC (``sample_rate``)."""
+    if options.sampler.endswith("always_off"):
+        return 0.0
+    if options.sampler.endswith("traceidratio"):
+        return 1.0 if options.sampler_arg is None else options.sampler_arg
+    return 1.0
+
+
+class SentryLeg:
+    def __init__(self, options: Options, resource: Resource, *, transport: Optional[Transport] = None) -> None:
+        assert options.dsn is not None
+        self.options = options
+        self.dsn = options.dsn
+        self.resource = resource
+        attributes = dict(resource.attributes)
+        self.convert_options = ConvertOptions(
+            environment=_environment(options, attributes),
+            release=_release(options, attributes),
+            send_default_pii=options.send_default_pii,
+            in_app_include=options.in_app_include,
+            in_app_exclude=options.in_app_exclude,
+            project_root=os.getcwd(),
+            sdk_version=__version__,
+        )
+        self.transport = transport or Transport(
+            options.dsn, queue_size=options.sentry_queue_size, client=f"otel-sentry-bridge/{__version__}"
+        )
+        self.assembler = Assembler()
+        self.sample_rate = traces_sample_rate(options)
+        self._lock = threading.Lock()
+        self._reported_overflow = 0
+        self.processor = SentrySpanProcessor(self)
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+    # -- spans from the provider -------------------------------------------------------------------
+    def on_end(self, span: ReadableSpan) -> None:
+        with self._lock:
+            ready = self.assembler.add(span)
+            overflow = self.assembler.dropped_spans - self._reported_overflow
+            self._reported_overflow = self.assembler.dropped_spans
+        if overflow:
+            self.transport.record_lost("buffer_overflow", "span", overflow)
+        for root, children in ready:
+            self._submit(root, children)
+
+    def _submit(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> None:
+        transaction: Optional[str] = None
+        for span in (root, *children):
+            if span.events and any(event.name in ERROR_EVENT_NAMES for event in span.events):
+                if transaction is None:
+                    transaction = transaction_name(root)[0]
+                self.transport.submit("error", lambda span=span, name=transaction: self._span_errors(span, name))
+        context = root.context
+        if context is not None and context.trace_flags.sampled:
+            self.transport.submit("transaction", lambda: self._transaction(root, children))
+
+    # -- builders (run on the transport's worker thread) -------------------------------------------
+    def _dsc(self, trace_id: int, transaction: Optional[str], sampled: Optional[bool]) -> dict[str, str]:
+        return dynamic_sampling_context(
+            trace_id=trace_id,
+            public_key=self.dsn.public_key,
+            options=self.convert_options,
+            transaction=transaction,
+            sample_rate=self.sample_rate,
+            sampled=sampled,
+        )
+
+    def _transaction(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> Envelope:
+        event = transaction_event(root, children, self.convert_options)
+        assert root.context is not None
+        return Envelope.for_event(event, self._dsc(root.context.trace_id, event.get("transaction"), True))
+
+    def _span_errors(self, span: ReadableSpan, transaction: Optional[str]) -> Optional[Envelope]:
+        kept: Mapping[str, BaseException] = getattr(span, EXCEPTIONS_ATTR, None) or {}
+        by_index: dict[int, BaseException] = {}
+        event_ids: list[Optional[str]] = []
+        for index, event in enumerate(span.events):
+            if event.name not in ERROR_EVENT_NAMES:
+                continue
+            event_id = (event.attributes or {}).get("sentry.event_id")
+            event_ids.append(str(event_id) if event_id else None)
+            if event_id in kept:
+                by_index[index] = kept[str(event_id)]
+        events = error_events(span, transaction, self.convert_options, by_index or None)
+        exceptions = [by_index.get(i) for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
+        assert span.context is not None
+        envelopes: list[Envelope] = []
+        for event, event_id, exc in zip(events, event_ids, exceptions):
+            if event_id:
+                event["event_id"] = event_id
+            envelope = self._finish(event, exc, span.context.trace_id, transaction, span.context.trace_flags.sampled)
+            if envelope is not None:
+                envelopes.append(envelope)
+        # One event per envelope: the first is returned, any others queue up behind it.
+        for extra in envelopes[1:]:
+            self.transport.submit("error", lambda extra=extra: extra)
+        return envelopes[0] if envelopes else None
+
+    def _finish(
+        self,
+        event: dict[str, Any],
+        exc: Optional[BaseException],
+        trace_id: int,
+        transaction: Optional[str],
+        sampled: Optional[bool],
+    ) -> Optional[Envelope]:
+        """Apply sample_rate and before_send; wrap the event in its envelope."""
+        if self.options.sample_rate < 1.0 and random.random() >= self.options.sample_rate:
+            self.transport.record_lost("sample_rate", "error")
+            return None
+        before_send = self.options.before_send
+        if before_send is not None:
+            hint: dict[str, Any] = {}
+            if exc is not None:
+                hint["exc_info"] = (type(exc), exc, exc.__traceback__)
+            try:
+                result = before_send(event, hint)
+            except Exception:
+                logger.warning("otel-sentry-bridge: before_send raised; the event is sent as it was", exc_info=True)
+                result = event
+            if result is None:
+                self.transport.record_lost("before_send", "error")
+                return None
+            event = result
+        return Envelope.for_event(event, self._dsc(trace_id, transaction, sampled))
+
+    # -- errors of unsampled requests (their spans record nothing) ---------------------------------
+    def capture_unsampled_exception(
+        self,
+        exc: BaseException,
+        span_context: trace_api.SpanContext,
+        scope: Optional[RequestScope],
+        handled: bool,
+        event_id: str,
+    ) -> str:
+        attributes = dict(scope.attributes) if scope is not None else {}
+
+        def build() -> Optional[Envelope]:
+            name = _request_name(attributes)
+            event = exception_event(
+                exc,
+                trace_id=span_context.trace_id,
+                span_id=span_context.span_id,
+                parent_span_id=None,
+                transaction=name,
+                handled=handled,
+                attributes=attributes,
+                resource=self.resource.attributes,
+                options=self.convert_options,
+            )
+            event["event_id"] = event_id
+            return self._finish(event, exc, span_context.trace_id, name, False)
+
+        self.transport.submit("error", build)
+        return event_id
+
+    def capture_unsampled_message(
+        self,
+        text: str,
+        level: str,
+        span_context: trace_api.SpanContext,
+        scope: Optional[RequestScope],
+        event_id: str,
+    ) -> str:
+        attributes = dict(scope.attributes) if scope is not None else {}
+
+        def build() -> Optional[Envelope]:
+            name = _request_name(attributes)
+            event = message_event(
+                text,
+                level,
+                trace_id=span_context.trace_id,
+                span_id=span_context.span_id,
+                parent_span_id=None,
+                transaction=name,
+                attributes=attributes,
+                resource=self.resource.attributes,
+                options=self.convert_options,
+            )
+            event["event_id"] = event_id
+            return self._finish(event, None, span_context.trace_id, name, False)
+
+        self.transport.submit("error", build)
+        return event_id
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def flush(self, timeout: float) -> bool:
+        return self.transport.flush(timeout)
+
+    def shutdown(self, timeout: float) -> None:
+        with self._lock:
+            ready = self.assembler.drain()
+        for root, children in ready:
+            self._submit(root, children)
+        self.transport.shutdown(timeout)
+
+
+def _request_name(attributes: Mapping[str, Any]) -> Optional[str]:
+    method = attributes.get("http.request.method") or attributes.get("http.method")
+    target = attributes.get("http.route") or attributes.get("url.path")
+    if method and target:
+        return f"{method} {target}"
+    return None
+
+
+class SentrySpanProcessor(SpanProcessor):
+    """The provider's hook into the Sentry leg; never raises into the request."""
+
+    def __init__(self, leg: SentryLeg) -> None:
+        self.leg = leg
+
+    def on_start(self, span: Any, parent_context: Optional[context_api.Context] = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            self.leg.on_end(span)
+        except Exception:
+            logger.warning("otel-sentry-bridge: the Sentry leg could not take a span", exc_info=True)
+
+    def shutdown(self) -> None:
+        self.leg.shutdown(self.leg.options.shutdown_timeout)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.leg.flush(timeout_millis / 1000)
