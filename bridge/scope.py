@@ -18,11 +18,21 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Optional
 
 from opentelemetry import trace as trace_api
+from opentelemetry.trace import Status, StatusCode
 
 if TYPE_CHECKING:
     from bridge.setup import Bridge
 
-__all__ = ["RequestScope", "current_scope", "set_tag", "set_user", "capture_exception", "capture_message"]
+__all__ = [
+    "RequestScope",
+    "current_scope",
+    "set_tag",
+    "set_user",
+    "set_route",
+    "fail_request",
+    "capture_exception",
+    "capture_message",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +46,7 @@ _USER_ATTRIBUTES = {"id": "enduser.id", "email": "user.email", "username": "user
 class RequestScope:
     """What the bridge knows of one request; made current by the middleware."""
 
-    __slots__ = ("bridge", "span", "attributes", "tags", "user")
+    __slots__ = ("bridge", "span", "attributes", "tags", "user", "failures")
 
     def __init__(self, bridge: Bridge, span: trace_api.Span, attributes: dict[str, Any]) -> None:
         self.bridge = bridge
@@ -44,11 +54,38 @@ class RequestScope:
         self.attributes = attributes  # the request's span attributes (kept for unsampled errors)
         self.tags: dict[str, str] = {}
         self.user: dict[str, str] = {}
+        self.failures: list[BaseException] = []  # exceptions already recorded as this request's failure
 
     def set_attribute(self, key: str, value: Any) -> None:
         self.attributes[key] = value
         if self.span.is_recording():
             self.span.set_attribute(key, value)
+
+    def set_route(self, route: str) -> None:
+        """Name the request after its route template: ``http.route``, span ``"{METHOD} {route}"``, source route."""
+        method = self.attributes.get("http.request.method") or self.attributes.get("http.method")
+        method = "HTTP" if not method or method == "_OTHER" else str(method)
+        self.set_attribute("http.route", route)
+        self.set_attribute("sentry.transaction_source", "route")
+        if self.span.is_recording():
+            self.span.update_name(f"{method} {route}")
+
+    def fail(self, exc: BaseException) -> bool:
+        """The request failed with ``exc``: ``error.type``, ERROR status and an unhandled exception event.
+
+        Once per exception object: a framework that records the exception it turns into a 500 and then
+        lets it propagate (Flask in testing mode, for one) does not get it recorded twice. Returns whether
+        it was recorded now.
+        """
+        if any(seen is exc for seen in self.failures):
+            return False
+        self.failures.append(exc)
+        name = type(exc).__qualname__
+        self.set_attribute("error.type", name)
+        if self.span.is_recording():
+            self.span.set_status(Status(StatusCode.ERROR, f"{name}: {exc}"))
+        record_exception(self, self.span, exc, handled=False)
+        return True
 
 
 _current: ContextVar[Optional[RequestScope]] = ContextVar("otel_sentry_bridge_request", default=None)
@@ -81,6 +118,26 @@ def set_user(user: Optional[Mapping[str, Any]]) -> None:
         if value is not None:
             scope.user[key] = str(value)
             scope.set_attribute(attribute, str(value))
+
+
+def set_route(route: str) -> None:
+    """Name the current request after its route template (``/users/{id}``); for framework helpers."""
+    try:
+        scope = _current.get()
+        if scope is not None and route:
+            scope.set_route(route)
+    except Exception:
+        logger.warning("otel-sentry-bridge: set_route failed", exc_info=True)
+
+
+def fail_request(exc: BaseException) -> None:
+    """Record ``exc`` as the failure of the current request, for an exception its framework turned into a 500."""
+    try:
+        scope = _current.get()
+        if scope is not None:
+            scope.fail(exc)
+    except Exception:
+        logger.warning("otel-sentry-bridge: fail_request failed", exc_info=True)
 
 
 def record_exception(

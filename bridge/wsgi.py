@@ -32,7 +32,7 @@ from opentelemetry.instrumentation.wsgi import (
     get_default_span_name,
     wsgi_getter,
 )
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 from opentelemetry.util.http import (
     ExcludeList,
     SanitizeValue,
@@ -42,7 +42,7 @@ from opentelemetry.util.http import (
 
 from bridge import scope as scope_module
 from bridge import setup
-from bridge.scope import RequestScope, record_exception
+from bridge.scope import RequestScope
 from bridge.sentry.privacy import SENSITIVE_ATTRIBUTE_KEYS, scrub_query
 
 __all__ = ["BridgeMiddleware"]
@@ -319,14 +319,11 @@ class _Request:
         """Record an exception that escaped the app; never raises."""
         try:
             span = self.span
-            if span.is_recording():
-                span.set_attribute("error.type", type(exc).__qualname__)
-                if not self.started:
-                    span.set_attribute("http.response.status_code", 500)
-                    if self.middleware._mode is _StabilityMode.HTTP_DUP:
-                        span.set_attribute("http.status_code", 500)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"))
-            record_exception(self.scope, span, exc, handled=False)
+            if span.is_recording() and not self.started:
+                span.set_attribute("http.response.status_code", 500)
+                if self.middleware._mode is _StabilityMode.HTTP_DUP:
+                    span.set_attribute("http.status_code", 500)
+            self.scope.fail(exc)  # once per exception: a framework helper may have recorded it already
         except Exception:
             logger.warning("otel-sentry-bridge: could not record an exception", exc_info=True)
 
