@@ -189,6 +189,11 @@ class BridgeMiddleware:
             return None
         mode = self._mode
         attributes: dict[str, Any] = collect_request_attributes(environ, mode)
+        if "url.path" not in attributes:
+            # OTel takes url.path from RAW_URI/REQUEST_URI, which wsgiref and others do not set.
+            attributes["url.path"] = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "") or "/"
+            if environ.get("QUERY_STRING"):
+                attributes["url.query"] = environ["QUERY_STRING"]
         _scrub(attributes, bridge.options.send_default_pii)
         name = get_default_span_name(environ)
         if self.view_name is not None:

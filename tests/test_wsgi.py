@@ -407,3 +407,25 @@ def test_the_bridges_own_exports_never_become_spans(otlp: OtlpReceiver) -> None:
     finally:
         RequestsInstrumentor().uninstrument()
     assert [(s.name, s.kind) for s in spans] == [("GET /first", "SERVER"), ("GET /second", "SERVER")]
+
+
+def test_url_path_and_query_under_a_server_without_request_uri(otlp: OtlpReceiver) -> None:
+    """wsgiref sets neither RAW_URI nor REQUEST_URI; the path still comes from the WSGI environ."""
+    import http.client
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with make_server("127.0.0.1", 0, bridge.BridgeMiddleware(hello), handler_class=Quiet) as server:
+        thread = threading.Thread(target=server.handle_request)
+        thread.start()
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+        connection.request("GET", "/a/b?page=2&token=CANARY")
+        assert connection.getresponse().read() == b"hello"
+        connection.close()
+        thread.join(5)  # handle_request returns once the response is closed: the span has ended
+    [span] = exported(otlp)
+    assert span.attributes["url.path"] == "/a/b"
+    assert "page=2" in span.attributes["url.query"] and "CANARY" not in span.attributes["url.query"]
