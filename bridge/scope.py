@@ -80,12 +80,20 @@ class RequestScope:
         if any(seen is exc for seen in self.failures):
             return False
         self.failures.append(exc)
+        self.mark_failed()
+        record_exception(self, self.span, exc, handled=False)
+        return True
+
+    def mark_failed(self) -> None:
+        """(Re)apply the latest failure's ``error.type`` and ERROR status; the response's own attributes
+        (``error.type = "500"``, a status without description) would otherwise replace them."""
+        if not self.failures:
+            return
+        exc = self.failures[-1]
         name = type(exc).__qualname__
         self.set_attribute("error.type", name)
         if self.span.is_recording():
             self.span.set_status(Status(StatusCode.ERROR, f"{name}: {exc}"))
-        record_exception(self, self.span, exc, handled=False)
-        return True
 
 
 _current: ContextVar[Optional[RequestScope]] = ContextVar("otel_sentry_bridge_request", default=None)

@@ -307,6 +307,7 @@ class _Request:
         span = self.span
         middleware = self.middleware
         add_response_attributes(span, status, headers, {}, middleware._mode)
+        self.scope.mark_failed()  # a framework that rendered a recorded failure: its type, not "500"
         capture = middleware._capture
         if capture is not None and capture[2] and span.is_recording():
             sanitize, _, response_headers = capture

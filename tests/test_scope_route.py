@@ -97,3 +97,19 @@ def test_outside_a_request_they_do_nothing_and_never_raise() -> None:
     scope.set_route("/x")
     scope.fail_request(RuntimeError("nobody listens"))
     assert scope.current_scope() is None
+
+
+def test_a_rendered_failure_keeps_its_type_and_message_over_the_500(otlp: OtlpReceiver) -> None:
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            raise KeyError("settings")
+        except KeyError as exc:
+            scope.fail_request(exc)
+        start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+        return [b"oops"]
+
+    Client(bridge.BridgeMiddleware(app)).get("/", buffered=True)
+    [span] = exported(otlp)
+    assert span.attributes["http.response.status_code"] == 500
+    assert span.attributes["error.type"] == "KeyError"  # not the response's "500"
+    assert span.status == "ERROR"

@@ -1,0 +1,191 @@
+"""End to end: every example app, served over real HTTP, against the real OTLP exporter and receiver.
+
+Each example has the same four routes (a path parameter, a chained exception, a handled error with a
+tag, a streaming response); ``drive_example`` sends them plus a 404, and the assertions below read the
+decoded spans: names are route templates, never raw paths; the failing route has ERROR status and one
+exception event with the chained cause; the handled error is a not-escaped event with its tag; the
+streaming span covers the last chunk.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pytest
+
+import bridge
+from tests.examples_driver import Results, drive_example, span_times
+from tests.peers.otlp import OtlpReceiver
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    module: str  # imported when a test needs it (Django's settings are process-wide)
+    attribute: str
+    source: str  # the file whose frames must show in the failing route's stack trace
+
+    def application(self) -> Any:
+        return getattr(importlib.import_module(self.module), self.attribute)
+
+    def init(self, **options: Any) -> bridge.Bridge:
+        """The example's own bridge configuration where it has one (Django's before_send), else init()."""
+        if self.name == "django":
+            from examples.django_project.observability import init_bridge
+
+            return init_bridge(**options)
+        return bridge.init(service_name=f"{self.name}-example", **options)
+
+
+EXAMPLES = {
+    example.name: example
+    for example in (
+        Example("wsgi", "examples.wsgi_app", "application", "examples/wsgi_app.py"),
+        Example("flask", "examples.flask_app", "app", "examples/flask_app.py"),
+        Example("django", "examples.django_project.wsgi", "application", "examples/django_project/views.py"),
+        Example("bottle", "examples.bottle_app", "application", "examples/bottle_app.py"),
+        Example("pyramid", "examples.pyramid_app", "application", "examples/pyramid_app.py"),
+        Example("falcon", "examples.falcon_app", "application", "examples/falcon_app.py"),
+    )
+}
+
+
+@pytest.fixture(params=sorted(EXAMPLES))
+def example(request: pytest.FixtureRequest) -> Example:
+    return EXAMPLES[request.param]
+
+
+def drive(example: Example, receiver: OtlpReceiver, **options: Any) -> Results:
+    application = example.application()  # first: importing Django's wsgi.py runs its own init_bridge()
+    example.init(otlp_endpoint=receiver.endpoint, **options)
+    return drive_example(application, receiver)
+
+
+def assert_otlp_side(results: Results, example: Example) -> None:
+    replies, spans = results.replies, results.spans
+    assert sorted(spans) == sorted(replies), "one server span per request"
+    assert len(results.all_spans) == len(replies)
+
+    assert (replies["/users/7"].status, replies["/users/7"].body) == (200, b"user 7\n")
+    users = spans["/users/7"]
+    assert users.name == "GET /users/{user_id}"
+    assert users.attributes["http.route"] == "/users/{user_id}"
+    assert (users.status, users.events) == ("UNSET", [])
+
+    assert replies["/reports/42"].status == 500
+    report = spans["/reports/42"]
+    assert report.name == "GET /reports/{report_id}"
+    assert report.attributes["http.route"] == "/reports/{report_id}"
+    assert report.status == "ERROR"
+    assert report.attributes["error.type"] == "RuntimeError"
+    assert report.attributes["http.response.status_code"] == 500
+    [(name, event)] = report.events
+    assert name == "exception"
+    assert event["exception.type"] == "RuntimeError"
+    assert event["exception.message"] == "report 42 could not be built"
+    assert event["exception.escaped"] == "True"
+    stack = event["exception.stacktrace"]
+    assert "KeyError: 'quarterly'" in stack
+    assert "The above exception was the direct cause of the following exception" in stack
+    assert f'{example.source}", line' in stack  # the example's own frames, down to where it raised
+    assert "in build_report\n" in stack and "in load_template\n" in stack
+
+    assert replies["/checkout"].status == 402
+    checkout = spans["/checkout"]
+    assert checkout.name == "GET /checkout"
+    assert checkout.status == "UNSET"  # handled: the request itself did not fail
+    assert checkout.attributes["sentry.tag.checkout.step"] == "payment"
+    [(name, event)] = checkout.events
+    assert (name, event["exception.type"], event["exception.escaped"]) == ("exception", "ValueError", "False")
+    assert event["exception.message"] == "card declined for 42 EUR"
+    assert "in charge_card\n" in event["exception.stacktrace"]
+
+    reply = replies["/stream"]
+    assert reply.status == 200
+    ticks = [int(line.split()[2]) for line in reply.body.decode().splitlines()]
+    assert len(ticks) == 3
+    stream = spans["/stream"]
+    assert stream.name == "GET /stream"
+    start, end = span_times(stream)
+    assert start <= ticks[0] and ticks[-1] <= end  # the span covers the body, not just the call
+
+    assert replies["/nope"].status == 404
+    nope = spans["/nope"]
+    assert (nope.status, nope.events) == ("UNSET", [])
+    assert "http.route" not in nope.attributes
+    assert "{" not in nope.name  # no route matched: the middleware's default name
+
+
+def test_otlp_side(example: Example, otlp_receiver: OtlpReceiver) -> None:
+    results = drive(example, otlp_receiver)
+    assert_otlp_side(results, example)
+    assert {s.resource["service.name"] for s in results.all_spans} == {f"{example.name}-example"}
+
+
+# -- Django specifics ---------------------------------------------------------------------------------
+
+
+def test_django_request_finished_fires_for_every_request(otlp_receiver: OtlpReceiver) -> None:
+    from django.core.signals import request_finished
+
+    example = EXAMPLES["django"]
+    application = example.application()
+    example.init(otlp_endpoint=otlp_receiver.endpoint)
+    finished: list[object] = []
+
+    def count(sender: object, **kwargs: Any) -> None:
+        finished.append(sender)
+
+    request_finished.connect(count)
+    try:
+        requests = [*_DJANGO_REQUESTS, ("/users/8", {"Host": "probe.invalid"})]
+        results = drive_example(application, otlp_receiver, requests)
+    finally:
+        request_finished.disconnect(count)
+    assert len(finished) == len(requests)
+    assert len(results.all_spans) == len(requests)
+
+
+_DJANGO_REQUESTS = [("/users/7", {}), ("/reports/42", {}), ("/checkout", {}), ("/stream", {}), ("/nope", {})]
+
+
+def test_django_captures_errors_with_debug_off(otlp_receiver: OtlpReceiver) -> None:
+    example = EXAMPLES["django"]
+    application = example.application()
+    from django.conf import settings
+
+    assert settings.DEBUG is False
+    example.init(otlp_endpoint=otlp_receiver.endpoint)
+    results = drive_example(application, otlp_receiver, [("/reports/42", {})])
+    [(_, event)] = results.spans["/reports/42"].events
+    assert event["exception.type"] == "RuntimeError"
+
+
+def test_django_host_header_probe_is_a_400_without_an_error(otlp_receiver: OtlpReceiver) -> None:
+    example = EXAMPLES["django"]
+    application = example.application()
+    example.init(otlp_endpoint=otlp_receiver.endpoint)
+    results = drive_example(application, otlp_receiver, [("/users/7", {"Host": "probe.invalid"})])
+    assert results.replies["/users/7"].status == 400
+    probe = results.spans["/users/7"]
+    assert probe.attributes["http.response.status_code"] == 400
+    assert (probe.status, probe.events) == ("UNSET", [])  # nothing recorded: nothing for Sentry
+
+
+def test_django_before_send_drops_disallowed_host_and_keeps_the_rest() -> None:
+    from django.core.exceptions import DisallowedHost
+
+    from examples.django_project.observability import before_send
+
+    def hint(exc: BaseException) -> dict[str, Any]:
+        return {"exc_info": (type(exc), exc, exc.__traceback__)}
+
+    event = {"event_id": "0" * 32}
+    assert before_send(event, hint(DisallowedHost("Invalid HTTP_HOST header: 'probe.invalid'."))) is None
+    assert before_send(event, hint(RuntimeError("real bug"))) is event
+    assert before_send(event, {}) is event
+
+
+Check = Callable[[Results, Example], None]
