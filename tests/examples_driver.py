@@ -74,19 +74,26 @@ def get(port: int, path: str, headers: Optional[Mapping[str, str]] = None) -> Re
         connection.close()
 
 
-def drive_example(application: Any, receiver: OtlpReceiver, requests: Sequence[Request] = REQUESTS) -> Results:
-    results = Results()
-    with served(application) as port:
-        for path, headers in requests:
-            results.replies[path] = get(port, path, headers)
-    assert bridge.flush(5)
-    results.all_spans = receiver.spans()
+def send(port: int, requests: Sequence[Request] = REQUESTS) -> dict[str, Reply]:
+    return {path: get(port, path, headers) for path, headers in requests}
+
+
+def collect(replies: dict[str, Reply], receiver: OtlpReceiver) -> Results:
+    """The replies and what the receiver holds, once the sender has flushed (or exited)."""
+    results = Results(replies=replies, all_spans=receiver.spans())
     for span in results.all_spans:
         if span.kind == "SERVER":
             path = span.attributes["url.path"]
             assert path not in results.spans, f"two server spans for {path}"
             results.spans[path] = span
     return results
+
+
+def drive_example(application: Any, receiver: OtlpReceiver, requests: Sequence[Request] = REQUESTS) -> Results:
+    with served(application) as port:
+        replies = send(port, requests)
+    assert bridge.flush(5)
+    return collect(replies, receiver)
 
 
 def span_times(span: Span) -> tuple[int, int]:

@@ -10,13 +10,21 @@ streaming span covers the last chunk.
 from __future__ import annotations
 
 import importlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import bridge
-from tests.examples_driver import Results, drive_example, span_times
+from tests.examples_driver import Results, collect, drive_example, send, span_times
 from tests.peers.otlp import OtlpReceiver
 
 
@@ -188,4 +196,49 @@ def test_django_before_send_drops_disallowed_host_and_keeps_the_rest() -> None:
     assert before_send(event, {}) is event
 
 
-Check = Callable[[Results, Example], None]
+
+# -- a real production server -------------------------------------------------------------------------
+
+
+GUNICORN_TARGETS = [("flask", "examples.flask_app:app"), ("django", "examples.django_project.wsgi")]
+
+
+@pytest.mark.parametrize(("name", "target"), GUNICORN_TARGETS)
+def test_example_under_gunicorn(name: str, target: str, otlp_receiver: OtlpReceiver) -> None:
+    """``gunicorn TARGET`` as documented: the bridge is configured from the environment in the worker
+    (Flask: by the middleware on the first request; Django: by wsgi.py), and the worker's exit flushes."""
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": otlp_receiver.endpoint,
+        "OTEL_SERVICE_NAME": f"{name}-example",
+    }
+    command = [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", "1"]
+    command += ["--bind", "127.0.0.1:0", target]
+    server = subprocess.Popen(command, cwd=root, env=env, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    log: list[str] = []
+
+    def read() -> None:
+        assert server.stderr is not None
+        for line in server.stderr:
+            log.append(line)
+            lines.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        port = 0
+        while not port:
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", lines.get(timeout=20))
+            port = int(found.group(1)) if found else 0
+        replies = send(port)  # the master listens; the worker accepts once it has booted
+    finally:
+        server.send_signal(signal.SIGTERM)  # graceful: the worker exits normally, running the bridge's at-exit flush
+        status = server.wait(20)
+        reader.join(5)
+    assert status == 0, "".join(log)
+    results = collect(replies, otlp_receiver)
+    assert_otlp_side(results, EXAMPLES[name])
+    assert {s.resource["service.name"] for s in results.all_spans} == {f"{name}-example"}
