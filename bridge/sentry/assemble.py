@@ -6,7 +6,9 @@ descendant form one transaction. Bounds, and what happens at each (nothing is dr
 - ``ttl``: children whose root has not ended within ``ttl`` seconds go out as their own transactions
   (orphans: their topmost span becomes the root);
 - ``max_buffered``: when more spans than this wait, the oldest trace's spans go out as orphans;
+- ``max_buffered_bytes`` (with ``weigh``, the estimated bytes of a span): the same, by estimated memory;
 - children that end after their root (late) go out at once as their own transactions.
+The time-to-live is checked as spans arrive, and by ``sweep()`` (for callers that see idle periods).
 Not thread-safe by itself: the caller holds a lock.
 """
 
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -47,10 +49,15 @@ class Assembler:
         max_buffered: int = 20000,
         remember_roots: int = 10000,
         clock: Callable[[], float] = time.monotonic,
+        max_buffered_bytes: Optional[int] = None,
+        weigh: Optional[Callable[[ReadableSpan], int]] = None,
     ) -> None:
         self.max_spans = max_spans
         self.ttl = ttl
         self.max_buffered = max_buffered
+        self.max_buffered_bytes = max_buffered_bytes
+        self._weigh = weigh
+        self._bytes = 0
         self._remember = remember_roots
         self._clock = clock
         self._buckets: OrderedDict[int, _Bucket] = OrderedDict()  # by trace id, oldest first
@@ -62,6 +69,20 @@ class Assembler:
     @property
     def buffered(self) -> int:
         return self._buffered
+
+    @property
+    def buffered_bytes(self) -> int:
+        """The estimated memory of the buffered spans (0 without ``weigh``)."""
+        return self._bytes
+
+    def _over(self) -> bool:
+        if self._buffered > self.max_buffered:
+            return True
+        return self.max_buffered_bytes is not None and self._bytes > self.max_buffered_bytes
+
+    def _weight(self, spans: Iterable[ReadableSpan]) -> int:
+        weigh = self._weigh
+        return 0 if weigh is None else sum(weigh(span) for span in spans)
 
     def add(self, span: ReadableSpan) -> list[Assembled]:
         """Take a finished span; return the transactions that are now complete."""
@@ -89,10 +110,17 @@ class Assembler:
             bucket = self._buckets[context.trace_id] = _Bucket(now)
         bucket.spans[context.span_id] = span
         self._buffered += 1
-        while self._buffered > self.max_buffered and self._buckets:
+        self._bytes += self._weight((span,))
+        while self._over() and self._buckets:
             oldest = next(iter(self._buckets))
             ready.extend(self._orphans(self._buckets.pop(oldest)))
         return ready
+
+    def sweep(self) -> list[Assembled]:
+        """The buffered children whose time-to-live is over, as orphan transactions."""
+        now = self._clock()
+        self._next_sweep = now + min(1.0, self.ttl / 4)
+        return self._sweep(now)
 
     def drain(self) -> list[Assembled]:
         """Everything still buffered, as orphan transactions (at shutdown)."""
@@ -108,6 +136,7 @@ class Assembler:
         for child in taken:
             del bucket.spans[child.context.span_id]  # type: ignore[union-attr]
         self._buffered -= len(taken)
+        self._bytes -= self._weight(taken)
         if not bucket.spans:
             del self._buckets[trace_id]
         return self._cap(taken)
@@ -123,6 +152,7 @@ class Assembler:
         """Split a bucket (already removed from the buffer) into transactions rooted at its topmost spans."""
         spans = bucket.spans
         self._buffered -= len(spans)
+        self._bytes -= self._weight(spans.values())
         tops = [s for s in spans.values() if s.parent is None or s.parent.span_id not in spans]
         ready: list[Assembled] = []
         for top in sorted(tops, key=lambda s: s.start_time or 0):

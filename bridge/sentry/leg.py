@@ -45,21 +45,6 @@ ERROR_EVENT_NAMES = frozenset({"exception", "sentry.message"})
 EXCEPTIONS_ATTR = "_bridge_exceptions"  # set by bridge.scope.record_exception: {event_id: exception}
 
 
-def _environment(options: Options, resource: Mapping[str, Any]) -> str:
-    value = (
-        options.environment
-        or resource.get("deployment.environment.name")
-        or resource.get("deployment.environment")
-        or "production"
-    )
-    return str(value)
-
-
-def _release(options: Options, resource: Mapping[str, Any]) -> Optional[str]:
-    value = options.release or resource.get("service.version")
-    return None if value is None else str(value)
-
-
 def traces_sample_rate(options: Options) -> float:
     """The rate the one OTel sampler applies, for the DSC (``sample_rate``)."""
     if options.sampler.endswith("always_off"):
@@ -70,25 +55,37 @@ def traces_sample_rate(options: Options) -> float:
 
 
 class SentryLeg:
-    def __init__(self, options: Options, resource: Resource, *, transport: Optional[Transport] = None) -> None:
+    """``in_process=False`` (``serve``): spans come from other processes, so no frame is judged in-app by
+    this process's working directory. Environment and release come from ``SENTRY_ENVIRONMENT`` /
+    ``SENTRY_RELEASE`` when set, else from each span's own resource (the converter's rule), so one leg
+    serves spans of many resources."""
+
+    def __init__(
+        self,
+        options: Options,
+        resource: Resource,
+        *,
+        transport: Optional[Transport] = None,
+        assembler: Optional[Assembler] = None,
+        in_process: bool = True,
+    ) -> None:
         assert options.dsn is not None
         self.options = options
         self.dsn = options.dsn
         self.resource = resource
-        attributes = dict(resource.attributes)
         self.convert_options = ConvertOptions(
-            environment=_environment(options, attributes),
-            release=_release(options, attributes),
+            environment=options.environment,
+            release=options.release,
             send_default_pii=options.send_default_pii,
             in_app_include=options.in_app_include,
             in_app_exclude=options.in_app_exclude,
-            project_root=os.getcwd(),
+            project_root=os.getcwd() if in_process else None,
             sdk_version=__version__,
         )
         self.transport = transport or Transport(
             options.dsn, queue_size=options.sentry_queue_size, client=f"otel-sentry-bridge/{__version__}"
         )
-        self.assembler = Assembler()
+        self.assembler = assembler or Assembler()
         self.sample_rate = traces_sample_rate(options)
         self._lock = threading.Lock()
         self._reported_overflow = 0
@@ -102,8 +99,23 @@ class SentryLeg:
     def on_end(self, span: ReadableSpan) -> None:
         with self._lock:
             ready = self.assembler.add(span)
-            overflow = self.assembler.dropped_spans - self._reported_overflow
-            self._reported_overflow = self.assembler.dropped_spans
+            overflow = self._overflow()
+        self._emit(ready, overflow)
+
+    def expire(self) -> None:
+        """Send the buffered children whose root did not end within the time-to-live (call it when idle)."""
+        with self._lock:
+            ready = self.assembler.sweep()
+            overflow = self._overflow()
+        self._emit(ready, overflow)
+
+    def _overflow(self) -> int:
+        """With the lock held: spans dropped over the assembler's caps since the last call."""
+        overflow = self.assembler.dropped_spans - self._reported_overflow
+        self._reported_overflow = self.assembler.dropped_spans
+        return overflow
+
+    def _emit(self, ready: Sequence[tuple[ReadableSpan, list[ReadableSpan]]], overflow: int) -> None:
         if overflow:
             self.transport.record_lost("buffer_overflow", "span", overflow)
         for root, children in ready:
@@ -121,7 +133,9 @@ class SentryLeg:
             self.transport.submit("transaction", lambda: self._transaction(root, children))
 
     # -- builders (run on the transport's worker thread) -------------------------------------------
-    def _dsc(self, trace_id: int, transaction: Optional[str], sampled: Optional[bool]) -> dict[str, str]:
+    def _dsc(
+        self, trace_id: int, transaction: Optional[str], sampled: Optional[bool], resource: Optional[Resource]
+    ) -> dict[str, str]:
         return dynamic_sampling_context(
             trace_id=trace_id,
             public_key=self.dsn.public_key,
@@ -129,12 +143,14 @@ class SentryLeg:
             transaction=transaction,
             sample_rate=self.sample_rate,
             sampled=sampled,
+            resource=(resource or self.resource).attributes,
         )
 
     def _transaction(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> Envelope:
         event = transaction_event(root, children, self.convert_options)
         assert root.context is not None
-        return Envelope.for_event(event, self._dsc(root.context.trace_id, event.get("transaction"), True))
+        dsc = self._dsc(root.context.trace_id, event.get("transaction"), True, root.resource)
+        return Envelope.for_event(event, dsc)
 
     def _span_errors(self, span: ReadableSpan, transaction: Optional[str]) -> Optional[Envelope]:
         kept: Mapping[str, BaseException] = getattr(span, EXCEPTIONS_ATTR, None) or {}
@@ -154,7 +170,9 @@ class SentryLeg:
         for event, event_id, exc in zip(events, event_ids, exceptions):
             if event_id:
                 event["event_id"] = event_id
-            envelope = self._finish(event, exc, span.context.trace_id, transaction, span.context.trace_flags.sampled)
+            envelope = self._finish(
+                event, exc, span.context.trace_id, transaction, span.context.trace_flags.sampled, span.resource
+            )
             if envelope is not None:
                 envelopes.append(envelope)
         # One event per envelope: the first is returned, any others queue up behind it.
@@ -169,6 +187,7 @@ class SentryLeg:
         trace_id: int,
         transaction: Optional[str],
         sampled: Optional[bool],
+        resource: Optional[Resource] = None,
     ) -> Optional[Envelope]:
         """Apply sample_rate and before_send; wrap the event in its envelope."""
         if self.options.sample_rate < 1.0 and random.random() >= self.options.sample_rate:
@@ -188,7 +207,7 @@ class SentryLeg:
                 self.transport.record_lost("before_send", "error")
                 return None
             event = result
-        return Envelope.for_event(event, self._dsc(trace_id, transaction, sampled))
+        return Envelope.for_event(event, self._dsc(trace_id, transaction, sampled, resource))
 
     # -- errors of unsampled requests (their spans record nothing) ---------------------------------
     def capture_unsampled_exception(
