@@ -115,7 +115,9 @@ class RecordingServer:
         self._httpd.owner = self
         self.port = int(self._httpd.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="recording-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="recording-server", daemon=True
+        )
 
     def start(self) -> RecordingServer:
         self._thread.start()
