@@ -5,8 +5,10 @@ Resource-derived parts are computed once per resource (a tiny identity-keyed cac
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
+import os
 import platform as _platform
 import re
 import uuid
@@ -66,6 +68,7 @@ PLATFORMS: Final = {
 MAX_TAG_CHARS: Final = 200
 _TAG_KEY_BAD = re.compile(r"[^a-zA-Z0-9_.:-]")
 _RELEASE_BAD = re.compile(r"[\r\n\t\f\v/\\]")
+_METHOD = re.compile(r"[A-Za-z_-]{3,32}")
 
 
 @dataclass(frozen=True)
@@ -193,8 +196,11 @@ def seconds(nanoseconds: int | None) -> float:
 
 def first_str(attributes: Mapping[str, Any], *keys: str) -> str | None:
     """The first of ``keys`` whose value is a non-empty string (numbers are turned into text)."""
+    get = attributes.get
     for key in keys:
-        value = attributes.get(key)
+        value = get(key)
+        if value is None:
+            continue
         if isinstance(value, str):
             if value:
                 return value
@@ -203,10 +209,18 @@ def first_str(attributes: Mapping[str, Any], *keys: str) -> str | None:
     return None
 
 
+def event_id() -> str:
+    """A random (version 4) UUID as 32 hex digits: ``uuid.uuid4().hex``, at a third of its cost."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
+
+
 def base_event(view: ResourceView, options: ConvertOptions) -> dict[str, Any]:
     """The fields every error, message and transaction event starts with."""
     event: dict[str, Any] = {
-        "event_id": uuid.uuid4().hex,
+        "event_id": event_id(),
         "platform": view.platform,
         "environment": view.environment,
         "sdk": {"name": options.sdk_name, "version": options.sdk_version},
@@ -266,6 +280,7 @@ def user_for(attributes: Mapping[str, Any], send_default_pii: bool) -> dict[str,
     return user or None
 
 
+@functools.lru_cache(maxsize=1024)
 def _header_name(raw: str) -> str:
     return "-".join(part.capitalize() for part in raw.replace("_", "-").split("-"))
 
@@ -291,7 +306,9 @@ def request_context(attributes: Mapping[str, Any], send_default_pii: bool) -> di
         return None
     if method == "_OTHER":
         method = first_str(attributes, "http.request.method_original") or method
-    request: dict[str, Any] = {"method": method}
+    request: dict[str, Any] = {}
+    if _METHOD.fullmatch(method):  # what Relay accepts; anything else stays in the span's data only
+        request["method"] = method.upper()
     pii = send_default_pii
     full = first_str(attributes, "url.full", "http.url")
     query: str | None = first_str(attributes, "url.query")

@@ -155,14 +155,14 @@ def error_events(
         return []
     resource = getattr(span.resource, "attributes", None)
     view = resource_view(resource, options)
-    attributes = span.attributes or {}
+    attributes = dict(span.attributes or {})  # one copy: the SDK's mapping proxy is slow to read
     parent = span.parent
     out = []
     for index, recorded in enumerate(events):
         if recorded.name not in ("exception", "sentry.message"):
             continue
         try:
-            event_attributes = recorded.attributes or {}
+            event_attributes = dict(recorded.attributes or {})
             event = _event_base(
                 view,
                 options,
@@ -214,7 +214,7 @@ def exception_event(
     ``attributes`` are the request's span attributes (an HTTP server request when they name a method).
     """
     view = resource_view(resource, options)
-    attributes = attributes or {}
+    attributes = dict(attributes or {})
     event = _event_base(
         view,
         options,
@@ -247,7 +247,7 @@ def message_event(
 ) -> dict[str, Any]:
     """A message event (``capture_message``) linked to a trace, outside any recorded span."""
     view = resource_view(resource, options)
-    attributes = attributes or {}
+    attributes = dict(attributes or {})
     event = _event_base(
         view,
         options,

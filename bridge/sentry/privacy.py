@@ -18,6 +18,7 @@ meant for reuse wherever OpenTelemetry attributes are about to leave the process
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -86,6 +87,7 @@ def is_sensitive_name(name: str) -> bool:
     return _SENSITIVE_NAME.search(name) is not None
 
 
+@functools.lru_cache(maxsize=1024)
 def is_sensitive_header(name: str) -> bool:
     """Whether a header's value must be masked without PII. Accepts ``X-Api-Key``, ``x_api_key`` alike."""
     normalized = name.strip().lower().replace("_", "-")
@@ -179,9 +181,11 @@ def filter_attributes(attributes: Mapping[str, Any] | None, send_default_pii: bo
         return {key: _cap(value) for key, value in attributes.items()}
     out: dict[str, Any] = {}
     for key, value in attributes.items():
-        action = _action(key)
+        action = _actions.get(key)
+        if action is None:
+            action = _action(key)
         if action == _KEEP:
-            out[key] = _cap(value)
+            out[key] = value[:MAX_VALUE_CHARS] if value.__class__ is str and len(value) > MAX_VALUE_CHARS else value
         elif action == _DROP:
             continue
         elif action == _HEADER:
