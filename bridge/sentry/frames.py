@@ -208,7 +208,7 @@ def frames_from_parsed(
             module = module_for_path(abs_path)
             if module:
                 frame["module"] = module
-        if abs_path and "filename" not in frame:
+        if abs_path and frame.get("filename") in (None, abs_path):
             frame["filename"] = filename_for(abs_path, module) if is_python else abs_path
         if not isinstance(frame.get("in_app"), bool):
             frame["in_app"] = is_in_app(abs_path, module, options, language)
