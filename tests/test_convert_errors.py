@@ -350,3 +350,17 @@ def test_huge_events_are_trimmed_below_the_item_limit(tmp_path: Any, monkeypatch
     assert len(dumps(event)) <= 900 * 1024
     assert values[-1]["stacktrace"]["frames"][-1]["function"] == "deep"  # the newest keeps its frames
     sent(event)
+
+
+def test_live_exception_is_used_only_for_the_event_that_recorded_it(stub_parser: None) -> None:
+    recorder = Recorder()
+    first, second = caught(lambda: lookup({}, "k")), caught(load_config)
+    with recorder.tracer.start_as_current_span("work") as span:
+        span.record_exception(first)
+        span.record_exception(second)
+    # A wrong index (events shift when the SDK drops some over its limit) must not mislabel an error.
+    key_error, runtime_error = error_events(recorder.root(), None, OPTIONS, {0: second, 1: second})
+    assert [v["type"] for v in key_error["exception"]["values"]] == ["KeyError"]
+    assert [v["type"] for v in runtime_error["exception"]["values"]] == ["KeyError", "RuntimeError"]
+    for event in (key_error, runtime_error):
+        sent(event)

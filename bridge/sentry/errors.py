@@ -64,6 +64,16 @@ def _escaped(span: ReadableSpan, attributes: Mapping[str, Any], is_last_exceptio
     return status.description in (f"{short}: {message}", message)
 
 
+def _is_recorded(exc: BaseException, attributes: Mapping[str, Any]) -> bool:
+    """Whether the span event records ``exc`` (indices shift when the SDK drops events over its limit)."""
+    recorded = attributes.get("exception.type")
+    if recorded is None:
+        return True
+    cls = type(exc)
+    module, name = getattr(cls, "__module__", ""), getattr(cls, "__qualname__", cls.__name__)
+    return recorded in (name, f"{module}.{name}")
+
+
 def _level(level: Any) -> str:
     return _LEVELS.get(level.strip().lower(), "info") if isinstance(level, str) else "info"
 
@@ -184,7 +194,7 @@ def error_events(
             handled = not _escaped(span, event_attributes, index == exception_indices[-1])
             kind = _mechanism_type(view, handled)
             live = exceptions.get(index) if exceptions else None
-            if live is not None:
+            if live is not None and _is_recorded(live, event_attributes):
                 values = exception_values(live, handled=handled, mechanism_type=kind, options=options)
             else:
                 values = values_from_text(
