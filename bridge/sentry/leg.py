@@ -128,8 +128,10 @@ class SentryLeg:
                     if key in seen:
                         skip.add(index)
                     seen.add(key)
+            name, source = named
             self.transport.submit(
-                "error", lambda span=span, skip=skip, named=named: self._span_errors(span, *named, skip)
+                "error",
+                lambda span=span, skip=skip, name=name, source=source: self._span_errors(span, name, source, skip),
             )
         context = root.context
         if context is not None and context.trace_flags.sampled:
