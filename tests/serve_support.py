@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import os
+import shutil
+import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from google.protobuf import json_format
@@ -29,6 +34,8 @@ __all__ = [
     "to_otlp_json",
     "call",
     "running",
+    "node_otel_modules",
+    "node_export",
 ]
 
 
@@ -137,3 +144,58 @@ def running(app: ReceiverApp, **options: Any) -> Iterator[WsgiServer]:
     finally:
         server.stop(5)
         thread.join(5)
+
+
+NODE_PACKAGES = (  # one consistent release set of OpenTelemetry JS (sdk-trace-base 2.12 pairs with 0.223)
+    "@opentelemetry/api@1.9.0",
+    "@opentelemetry/sdk-trace-base@2.12.1",
+    "@opentelemetry/exporter-trace-otlp-proto@0.223.1",
+    "@opentelemetry/exporter-trace-otlp-http@0.223.1",
+)
+NODE_SCRIPT = Path(__file__).parent / "data" / "serve" / "node_export.js"
+_node_modules: list[Path] = []
+
+
+def node_otel_modules() -> Path:
+    """``node_modules`` with OpenTelemetry JS, installed once from npm into a cache; skips the test without
+    node, npm or the registry."""
+    if _node_modules:
+        return _node_modules[0]
+    import pytest
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the OpenTelemetry JS tests")
+    prefix = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "otel-sentry-bridge" / "node-otel"
+    modules = prefix / "node_modules"
+    stamp = prefix / "installed.txt"
+    wanted = "\n".join(NODE_PACKAGES)
+    if not stamp.exists() or stamp.read_text() != wanted:
+        prefix.mkdir(parents=True, exist_ok=True)
+        try:
+            result = subprocess.run(
+                ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--save-exact", *NODE_PACKAGES],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.skip("npm install of OpenTelemetry JS timed out (is the npm registry reachable?)")
+        if result.returncode != 0:
+            pytest.skip(f"npm install of OpenTelemetry JS failed (registry unreachable?): {result.stderr[-300:]}")
+        stamp.write_text(wanted)
+    _node_modules.append(modules)
+    return modules
+
+
+def node_export(url: str, fmt: str, service: str) -> dict[str, Any]:
+    """Run the OpenTelemetry JS exporter script against ``url``; its printed summary."""
+    result = subprocess.run(
+        ["node", str(NODE_SCRIPT), url, fmt, service],
+        env={**os.environ, "NODE_PATH": str(node_otel_modules())},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return summary
