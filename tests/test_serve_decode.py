@@ -80,7 +80,7 @@ def test_protobuf_from_the_sdk_encoder_round_trips_every_field() -> None:
     assert root.events[0].attributes["exception.type"] == "KeyError"  # type: ignore[index]
     assert "Traceback (most recent call last)" in str(root.events[0].attributes["exception.stacktrace"])  # type: ignore[index]
     assert got["SELECT orders"].attributes["db.tags"] == ("a", "b")  # type: ignore[index]
-    assert all(span.weight > 2048 for span in decoded.spans)
+    assert all(span.weight > 1600 for span in decoded.spans)
 
 
 def test_otlp_json_with_hex_ids_decodes_like_the_protobuf() -> None:
@@ -289,3 +289,28 @@ def test_equal_resources_of_separate_requests_are_one_object() -> None:
 def test_protobuf_that_does_not_parse_is_a_decode_error(body: bytes) -> None:
     with pytest.raises(DecodeError):
         decode_protobuf(body)
+
+
+@pytest.mark.parametrize("text_size", [0, 3000])
+def test_the_weight_estimate_covers_the_memory_a_decoded_span_takes(text_size: int) -> None:
+    import gc
+    import tracemalloc
+
+    def record(tracer: trace_api.Tracer) -> None:
+        with tracer.start_as_current_span("root"):
+            for index in range(500):
+                with tracer.start_as_current_span("child", attributes={"db.query.text": "q" * text_size + str(index)}):
+                    pass
+
+    body = encode([s for s in finished_spans(record) if s.parent is not None]).SerializeToString()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        spans = decode_protobuf(body).spans
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    estimated = sum(span.weight for span in spans)
+    assert used <= estimated <= 2 * used + 500 * 1600, (used, estimated)
