@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import ssl
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -124,7 +125,13 @@ class _Server6(_Server):
 class RecordingServer:
     """Start with ``with RecordingServer() as server:``; ``server.url`` is ``http://127.0.0.1:PORT``."""
 
-    def __init__(self, responder: Optional[Responder] = None, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        responder: Optional[Responder] = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        tls: Optional[ssl.SSLContext] = None,  # a server-side context: serve https
+    ) -> None:
         self.responder: Responder = responder or (lambda request: Reply())
         self.requests: list[Request] = []
         self.connections = 0  # connections accepted so far
@@ -135,7 +142,10 @@ class RecordingServer:
         self._httpd = server_class((host, port), _Handler)
         self._httpd.owner = self
         self.port = int(self._httpd.server_address[1])
-        self.url = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.05,), name="recording-server", daemon=True
         )

@@ -1,8 +1,11 @@
 """The envelope HTTP client against a real loopback HTTP/1.1 server: framing, keep-alive, faults."""
 from __future__ import annotations
 
-import socket
+import shutil
+import ssl
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -146,4 +149,26 @@ def test_ipv6_literal_host() -> None:
 def test_not_an_http_url() -> None:
     with pytest.raises(ValueError):
         HttpClient("ftp://example.com/x")
-    assert socket  # keep the import for type checkers of the fixtures above
+
+
+def test_https_with_certificate_verification(tmp_path: Path) -> None:
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    with RecordingServer(tls=server_side) as server:
+        untrusting = HttpClient(server.url + "/x", timeout=5)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            untrusting.send(b"x", HEADERS)
+        client = HttpClient(server.url + "/x", timeout=5, ssl_context=ssl.create_default_context(cafile=str(cert)))
+        assert [client.send(b"%d" % i, HEADERS).status for i in range(3)] == [200] * 3
+        requests = server.wait_for(3)
+    assert [r.body for r in requests] == [b"0", b"1", b"2"]
+    assert client.connections == 1

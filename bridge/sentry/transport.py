@@ -47,7 +47,8 @@ _LOG_EVERY = 60.0  # seconds between two WARNING lines for the same kind of fail
 @dataclass(frozen=True)
 class TransportStats:
     sent: int  # envelopes answered with a 2xx
-    failed: dict[str, int]  # envelopes not delivered, by reason: network_error, send_error, rate_limited (a 429)
+    failed: dict[str, int]  # envelopes (client reports alone too) not delivered, by reason:
+    #                         network_error, send_error, rate_limited (a 429: the server counts those itself)
     dropped: dict[tuple[str, str], int]  # (reason, category) -> quantity, every loss since start
     queued: int
     client_reports: int  # client reports delivered
@@ -93,7 +94,7 @@ class Transport:
         self.dsn = dsn
         self._queue_size = max(1, queue_size)
         self._compress = compress
-        self._report_interval = client_report_interval
+        self._report_interval = max(0.1, client_report_interval)  # a failed report is retried this often
         self._sender: Sender = sender or HttpClient(dsn.envelope_url, timeout=timeout)
         self._headers = {
             "Content-Type": "application/x-sentry-envelope",
