@@ -332,6 +332,20 @@ def test_builder_runs_on_the_worker_and_its_failures_are_counted(
     assert report_of(request) == {("internal_sdk_error", "transaction"): 3}
 
 
+def test_a_builder_raising_system_exit_does_not_end_the_worker(server: RecordingServer, make: Any) -> None:
+    def exits() -> Envelope:
+        raise SystemExit(3)
+
+    transport = make(server.port)
+    transport.submit("error", exits)
+    event = error_event()
+    transport.submit("error", build(event))
+    assert transport.flush(5)
+    [request] = server.requests
+    assert judged(request)[0][1]["event_id"] == event["event_id"]
+    assert report_of(request) == {("internal_sdk_error", "error"): 1}
+
+
 def test_losses_alone_are_reported_after_the_interval_and_then_forgotten(server: RecordingServer, make: Any) -> None:
     transport = make(server.port, client_report_interval=0.2)
     transport.record_lost("sample_rate", "transaction", 5)

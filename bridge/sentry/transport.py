@@ -130,7 +130,7 @@ class Transport:
     def submit(self, category: str, build: Build) -> bool:
         try:
             if self._pid != os.getpid():
-                self._after_fork()  # forked without os.fork()'s hooks (e.g. by a C extension)
+                self._after_fork()
             if self._limits.is_limited(category):
                 self._lose("ratelimit_backoff", category)
                 return False
@@ -159,6 +159,8 @@ class Transport:
         reported; False if the deadline came first."""
         deadline = time.monotonic() + max(0.0, timeout)
         try:
+            if self._pid != os.getpid():
+                self._after_fork()
             with self._lock:
                 if self._closed or (self._worker is None and not self._queue and not self._losses.pending):
                     return not self._queue
@@ -235,12 +237,24 @@ class Transport:
                 self._wake()
 
     def _after_fork(self) -> None:
+        """In a fork() child (from os.register_at_fork, or noticed by pid when a C extension forked)."""
         self._reset_state()
         self._losses.reset_after_fork()
         self._sender.close()  # drops the parent's connection in this process only
 
     # -- the worker ----------------------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:  # after shutdown; or, should the loop itself ever fail, a new worker takes over
+            with self._lock:
+                if self._worker is threading.current_thread():
+                    self._worker = None
+                    if self._queue and not self._closed:
+                        self._wake()
+            self._sender.close()
+
+    def _loop(self) -> None:
         while True:
             task: Optional[_Task] = None
             with self._lock:
@@ -254,24 +268,26 @@ class Transport:
                 if self._queue:
                     task = self._queue.popleft()
                 elif self._closed:
-                    break
-            self._process(task)
-            if task is None:
+                    return
+            if task is None:  # a client report is due, and nothing else goes out
+                self._process(None)
                 continue
-            with self._lock:
-                self._done += 1
-                if task[1] is None and self._flush_waiters:  # a flush marker: everything before it is done
-                    self._progress.notify_all()
-        self._sender.close()
+            category, build = task
+            try:
+                self._process(None if build is None else (category, build))
+            finally:
+                with self._lock:
+                    self._done += 1
+                    if build is None and self._flush_waiters:  # a flush marker: all before it is done
+                        self._progress.notify_all()
 
-    def _process(self, task: Optional[_Task]) -> None:
-        """One queued task; a client report alone when ``task`` (or its builder) is None."""
+    def _process(self, task: Optional[tuple[str, Build]]) -> None:
+        """Build and send one envelope; without a task (a flush marker), send pending losses alone."""
         try:
-            build = None if task is None else task[1]
-            if task is None or build is None:
+            if task is None:
                 self._send_report()
             else:
-                self._build_and_send(task[0], build)
+                self._build_and_send(*task)
         except Exception as exc:  # the worker must survive anything
             self._log.warn("internal", "Sentry transport error: %r", exc)
             logger.debug("transport step failed", exc_info=True)
@@ -279,7 +295,7 @@ class Transport:
     def _build_and_send(self, category: str, build: Build) -> None:
         try:
             envelope = build()
-        except Exception as exc:
+        except BaseException as exc:  # even SystemExit: a builder must not end the worker
             self._log.warn("build", "could not build a Sentry envelope (%s): %r", category, exc)
             logger.debug("envelope builder failed", exc_info=True)
             self._lose("internal_sdk_error", category)
