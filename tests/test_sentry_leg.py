@@ -107,9 +107,11 @@ def test_a_failing_request_becomes_a_transaction_and_a_linked_error(
     assert (raised["type"], raised["value"]) == ("RuntimeError", "could not load settings")
     assert raised["mechanism"]["type"] == "wsgi" and raised["mechanism"]["handled"] is False
     assert cause["mechanism"]["source"] == "__cause__"
-    [view_frame] = in_app_frames(raised)
-    assert view_frame["function"] == "failing_view"
-    assert view_frame["module"] == "tests.test_sentry_leg"
+    assert [f["function"] for f in in_app_frames(raised)] == ["router", "failing_view"]
+    view_frame = in_app_frames(raised)[-1]
+    assert view_frame["module"] == failing_view.__module__
+    bridge_frames = [f for f in raised["stacktrace"]["frames"] if f.get("module", "").startswith("bridge.")]
+    assert bridge_frames and not any(f["in_app"] for f in bridge_frames)
     assert view_frame["context_line"].strip() == "raise RuntimeError(\"could not load settings\") from exc"
     assert len(view_frame["pre_context"]) == 5
     assert [f["function"] for f in in_app_frames(cause)] == ["failing_view", "load_settings"]
@@ -119,7 +121,7 @@ def test_a_failing_request_becomes_a_transaction_and_a_linked_error(
     assert dsc["trace_id"] == span.trace_id
     assert dsc["public_key"] == "publickey" or dsc["public_key"] in sentry.dsn
     assert dsc["environment"] == "test" and dsc["release"] == "leg@1.0"
-    assert dsc["transaction"] == "GET /boom"
+    assert "transaction" not in dsc  # a url-sourced name is high-cardinality; Sentry's SDKs leave it out
     assert dsc["sampled"] == "true"
 
 
@@ -210,7 +212,7 @@ def test_errors_land_in_bugsink_linked_to_the_otlp_trace(otlp_receiver: OtlpRece
     cause, raised = data["exception"]["values"]
     assert (raised["type"], raised["value"]) == ("RuntimeError", "could not load settings")
     assert (cause["type"], cause["value"]) == ("KeyError", "'name'")
-    [view_frame] = in_app_frames(raised)
+    view_frame = in_app_frames(raised)[-1]
     assert view_frame["function"] == "failing_view"
     assert "could not load settings" in view_frame["context_line"]
     assert data["contexts"]["trace"]["trace_id"] == span.trace_id
