@@ -56,6 +56,7 @@ def _add_serve(commands: Any) -> None:
     add("--routes", metavar="FILE", help="routing file: lines 'service.name = DSN' ('*' for the rest)")
     add("--max-body", metavar="SIZE", help="largest request body, as sent and decompressed (default 20MiB)")
     add("--buffer-ttl", metavar="SECONDS", help="how long children wait for their root span (default 60)")
+    add("--root-delay", metavar="SECONDS", help="how long a root span waits for late children (default 2)")
     add("--buffer-spans", metavar="N", help="most spans waiting for their root, in all (default 100000)")
     add("--buffer-size", metavar="SIZE", help="estimated memory for waiting spans, in all (default 256MiB)")
     add("--threads", metavar="N", help="connections served at once (default 16)")
@@ -83,6 +84,7 @@ def _run_serve(arguments: argparse.Namespace) -> int:
             "routes",
             "max_body",
             "buffer_ttl",
+            "root_delay",
             "buffer_spans",
             "buffer_size",
             "threads",

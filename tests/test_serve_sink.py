@@ -230,3 +230,72 @@ def test_the_byte_bound_sends_the_oldest_trace_out_early() -> None:
     assert made.made[DSN_A].out[0][0].context.trace_id == first[0].context.trace_id  # type: ignore[union-attr]
     assert made.made[DSN_A].assembler.buffered == 2
     sink.shutdown(1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def split(spans: list[ReceivedSpan]) -> tuple[ReceivedSpan, list[ReceivedSpan]]:
+    (root,) = [s for s in spans if s.parent is None]
+    return root, [s for s in spans if s.parent is not None]
+
+
+def test_a_waiting_root_gathers_children_that_arrive_after_it() -> None:
+    clock = Clock()
+    assembler = Assembler(root_delay=2.0, clock=clock, weigh=lambda s: s.weight)  # type: ignore[attr-defined]
+    root, children = split(request_spans())
+    db = next(c for c in children if c.name == "db")
+    inner = next(c for c in children if c.name == "db.inner")
+    assert assembler.add(root) == []  # it waits
+    assert assembler.buffered == 1 and assembler.buffered_bytes == root.weight
+    clock.now += 1.0
+    assert assembler.add(db) == []
+    assert assembler.sweep() == []  # not due yet
+    clock.now += 1.0
+    [(got_root, got_children)] = assembler.sweep()
+    assert got_root is root and got_children == [db]
+    assert assembler.buffered == 0 and assembler.buffered_bytes == 0
+    assert assembler.add(inner) == [(inner, [])]  # its transaction left already: alone, at once
+
+
+def test_a_due_root_goes_out_with_the_next_span_too() -> None:
+    clock = Clock()
+    assembler = Assembler(root_delay=2.0, clock=clock)
+    root, children = split(request_spans())
+    assembler.add(root)
+    clock.now += 5.0
+    other_root, _ = split(request_spans())
+    assert [r.name for r, _ in assembler.add(other_root)] == ["GET /cart"]  # the first root, now due
+
+
+def test_waiting_roots_go_out_first_when_over_a_bound() -> None:
+    assembler = Assembler(root_delay=60.0, max_buffered=2, clock=Clock())
+    first_root, first_children = split(request_spans())
+    second_root, _ = split(request_spans())
+    assembler.add(first_root)
+    assembler.add(next(c for c in first_children if c.name == "db"))
+    ready = assembler.add(second_root)  # 3 waiting > 2: the oldest root goes, with what it has
+    assert [(r is first_root, [c.name for c in cs]) for r, cs in ready] == [(True, ["db"])]
+    assert assembler.buffered == 1
+
+
+def test_shutdown_sends_waiting_roots_with_their_children() -> None:
+    assembler = Assembler(root_delay=60.0, clock=Clock())
+    root, children = split(request_spans())
+    assembler.add(root)
+    assembler.add(children[1])
+    assembler.add(children[0])
+    [(got_root, got_children)] = assembler.drain()
+    assert got_root is root and len(got_children) == 2
+    assert assembler.buffered == 0
+
+
+def test_without_root_delay_a_root_goes_out_at_once() -> None:
+    assembler = Assembler(clock=Clock())
+    root, _ = split(request_spans())
+    assert [r for r, _ in assembler.add(root)] == [root]

@@ -96,6 +96,7 @@ def build_leg(
     *,
     environ: Mapping[str, str],
     ttl: float,
+    root_delay: float,
     max_buffered_spans: int,
     max_buffered_bytes: Optional[int],
     queue_size: Optional[int] = None,
@@ -109,7 +110,13 @@ def build_leg(
     transport = GaugedTransport(
         dsn, queue_size=options.sentry_queue_size, client=f"otel-sentry-bridge-serve/{__version__}"
     )
-    assembler = Assembler(ttl=ttl, max_buffered=max_buffered_spans, max_buffered_bytes=max_buffered_bytes, weigh=_weigh)
+    assembler = Assembler(
+        ttl=ttl,
+        root_delay=root_delay,
+        max_buffered=max_buffered_spans,
+        max_buffered_bytes=max_buffered_bytes,
+        weigh=_weigh,
+    )
     resource = Resource({"service.name": "otel-sentry-bridge-serve"})  # spans bring their own resources
     leg = SentryLeg(options, resource, transport=transport, assembler=assembler, in_process=False)
     return LegDestination(leg, transport)

@@ -6,6 +6,7 @@
 | ``--routes FILE`` | ``OTEL_SENTRY_BRIDGE_ROUTES`` | none: every service goes to ``SENTRY_DSN`` |
 | ``--max-body SIZE`` | ``OTEL_SENTRY_BRIDGE_MAX_BODY`` | ``20MiB`` (as sent and decompressed) |
 | ``--buffer-ttl SECONDS`` | ``OTEL_SENTRY_BRIDGE_BUFFER_TTL`` | ``60`` |
+| ``--root-delay SECONDS`` | ``OTEL_SENTRY_BRIDGE_ROOT_DELAY`` | ``2`` (0: no wait) |
 | ``--buffer-spans N`` | ``OTEL_SENTRY_BRIDGE_BUFFER_SPANS`` | ``100000`` |
 | ``--buffer-size SIZE`` | ``OTEL_SENTRY_BRIDGE_BUFFER_SIZE`` | ``256MiB`` (estimated) |
 | ``--threads N`` | ``OTEL_SENTRY_BRIDGE_THREADS`` | ``16`` (connections served at once) |
@@ -66,12 +67,23 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str, str], Any]:
     return parse
 
 
+def _not_negative(text: str, setting: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigError(setting, text, "expected a number of seconds, 0 or more")
+    return value
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     listen: tuple[str, int] = ("127.0.0.1", 4318)
     routes: Optional[str] = None
     max_body: int = DEFAULT_MAX_BODY
     buffer_ttl: float = 60.0
+    root_delay: float = 2.0
     buffer_spans: int = 100_000
     buffer_size: int = 256 << 20
     threads: int = 16
@@ -87,6 +99,7 @@ class ServeSettings:
             "routes": lambda text, setting: str(text),
             "max_body": parse_size,
             "buffer_ttl": _positive(float),
+            "root_delay": _not_negative,
             "buffer_spans": _positive(int),
             "buffer_size": parse_size,
             "threads": _positive(int),
@@ -119,6 +132,7 @@ def build_sink(
         routes,
         environ=environ,
         buffer_ttl=settings.buffer_ttl,
+        root_delay=settings.root_delay,
         max_buffered_spans=settings.buffer_spans,
         max_buffered_bytes=settings.buffer_size,
     )

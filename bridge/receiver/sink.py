@@ -4,8 +4,9 @@
   Spans of a service without a DSN are dropped, counted, and reported as rejected.
 - Order: within one request, children are handed over before local roots, so that a trace whose spans
   came in one request becomes one transaction whatever their order in it. Across requests, children
-  that arrive before their root wait for it (up to the time-to-live); a child arriving after its root's
-  transaction left goes out as its own transaction (never dropped).
+  that arrive before their root wait for it (up to the time-to-live), and a root waits ``root_delay``
+  seconds for children still on their way (concurrent export requests finish in any order); a child
+  arriving after that goes out as its own transaction (never dropped).
 - Back-pressure: when a leg's outgoing queue is full, the whole request is refused (HTTP 429 with
   ``Retry-After``) before any of it is taken, so that the sender retries it later; while shutting down,
   HTTP 503.
@@ -97,6 +98,7 @@ class SentrySink:
         *,
         environ: Optional[Mapping[str, str]] = None,
         buffer_ttl: float = 60.0,
+        root_delay: float = 2.0,
         max_buffered_spans: int = 100_000,
         max_buffered_bytes: Optional[int] = 256 * 1024 * 1024,
         queue_size: Optional[int] = None,
@@ -104,6 +106,7 @@ class SentrySink:
     ) -> None:
         self.routes = routes
         self.buffer_ttl = buffer_ttl
+        self.root_delay = root_delay
         dsns = routes.dsns
         share = max(1, len(dsns))
         if factory is None:
@@ -116,6 +119,7 @@ class SentrySink:
                     dsn,
                     environ=env,
                     ttl=buffer_ttl,
+                    root_delay=root_delay,
                     max_buffered_spans=spans,
                     max_buffered_bytes=size,
                     queue_size=queue_size,
@@ -207,7 +211,8 @@ class SentrySink:
         with self._lock:  # started on first use, and again in a fork() child (gunicorn --preload)
             if self._ticker_pid != os.getpid() and not self._draining:
                 self._stop = threading.Event()
-                interval = max(0.05, min(1.0, self.buffer_ttl / 4))
+                interval = min(1.0, self.buffer_ttl / 4, self.root_delay / 2 if self.root_delay > 0 else 1.0)
+                interval = max(0.02, interval)
                 self._ticker = threading.Thread(
                     target=self._tick, args=(self._stop, interval), name="otel-sentry-bridge-ttl", daemon=True
                 )
