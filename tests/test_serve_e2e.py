@@ -312,3 +312,27 @@ def test_under_gunicorn_sigterm_flushes_what_is_buffered(sentry_receiver: Sentry
             process.wait(10)
     [orphan] = sentry_receiver.wait_for_items("transaction", 1, timeout=1)  # sent before gunicorn exited
     assert orphan["transaction"] == "SELECT orders"
+
+
+def test_the_gauge_counts_envelopes_not_yet_built_and_returns_to_zero(sentry_receiver: SentryReceiver) -> None:
+    from bridge.receiver.legs import GaugedTransport
+    from bridge.sentry.envelope import Envelope
+
+    release = threading.Event()
+    transport = GaugedTransport(Dsn.parse(sentry_receiver.dsn), queue_size=3, client="test/1")
+
+    def build(number: int) -> Callable[[], Envelope]:
+        def run() -> Envelope:
+            release.wait(10)  # the worker holds the first one until the test looked at the gauge
+            event = {"event_id": f"{number:032x}", "level": "error", "platform": "python", "message": "x"}
+            return Envelope.for_event(event)
+
+        return run
+
+    accepted = [transport.submit("error", build(n)) for n in range(5)]
+    assert accepted.count(True) in (3, 4)  # the queue holds 3 (and the worker may have taken one already)
+    assert transport.pending == accepted.count(True)  # refused ones are not counted
+    release.set()
+    assert transport.flush(10)
+    assert transport.pending == 0
+    transport.shutdown(1)

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from bridge.config import Options
 from bridge.sentry.assemble import Assembler
 from bridge.sentry.dsn import Dsn
+from bridge.sentry.envelope import Envelope
 from bridge.sentry.leg import SentryLeg
 from bridge.sentry.transport import Build, Transport
 from bridge.version import __version__
@@ -44,13 +45,13 @@ class GaugedTransport(Transport):
     def submit(self, category: str, build: Build) -> bool:
         self._count(1)
 
-        def counted() -> object:
+        def counted() -> Optional[Envelope]:
             try:
                 return build()
             finally:
                 self._count(-1)
 
-        accepted = super().submit(category, counted)  # type: ignore[arg-type]
+        accepted = super().submit(category, counted)
         if not accepted:
             self._count(-1)
         return accepted
