@@ -1,0 +1,233 @@
+"""Python tracebacks, as ``traceback.format_exception`` writes them (what the OTel Python SDK records).
+
+Handles chained blocks (``__cause__`` / ``__context__``), 3.11+ caret lines, ``[Previous line repeated
+N more times]``, ``SyntaxError`` location blocks, multi-line messages and exception groups (the
+top-level group is kept, its sub-exceptions are skipped). Text is oldest frame first already.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+
+from bridge.stacktraces._common import Frame, ParsedException, frame, make_exception
+
+__all__ = ["parse_python", "split_python_type", "MAX_REPEAT"]
+
+# "[Previous line repeated N more times]" is expanded into N copies of the frame, at most this many.
+MAX_REPEAT = 200
+
+HEADER = "Traceback (most recent call last):"
+_CAUSE = "The above exception was the direct cause of the following exception:"
+_CONTEXT = "During handling of the above exception, another exception occurred:"
+_MARKERS = {_CAUSE: "__cause__", _CONTEXT: "__context__"}
+_GROUP_HEADER = "  + Exception Group Traceback (most recent call last):"
+
+_FRAME = re.compile(r'  File "(?P<path>.*)", line (?P<lineno>\d+|None), in (?P<func>.*?)\s*$')
+_SYNTAX_LOC = re.compile(r'  File "(?P<path>.*)", line (?P<lineno>-?\d+)\s*$')
+_REPEAT = re.compile(r"  \[Previous line repeated (\d+) more times?\]")
+_FIRST_FRAME = re.compile(r'^([ \t]*)File "[^\n]*", line \d+', re.MULTILINE)
+_EXC_LINE = re.compile(r"(?P<type>[^\s:()\[\]'\"]+)(?:: (?P<msg>.*)|:)?$", re.DOTALL)
+_STDLIB = re.compile(r"/lib(?:64)?/python\d+(?:\.\d+)?t?/|/lib-python/\d[^/]*/|/Lib/")
+_FROZEN = re.compile(r"<frozen ([\w.]+)>")
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+# Directory names that are roots rather than packages when guessing a module from an absolute path.
+_ROOT_DIRS = frozenset({
+    "app", "apps", "src", "srv", "code", "opt", "usr", "home", "root", "tmp", "var", "lib", "local",
+    "workspace", "workdir", "project", "build", "www", "site", "data", "mnt", "bin",
+})
+
+
+def split_python_type(name: str) -> tuple[str | None, str]:
+    """``"myapp.errors.Outer.Inner"`` → ``("myapp.errors", "Outer.Inner")``; builtins have no module.
+
+    The module ends before the first capitalised part or the function owning ``<locals>``; a name
+    without a lowercase part is split at its last dot.
+    """
+    parts = name.split(".")
+    if len(parts) == 1:
+        return None, name
+    cut = 0
+    for i, part in enumerate(parts[:-1]):
+        if not part[:1].islower() and part[:1] != "_":
+            break
+        if i + 1 < len(parts) and parts[i + 1] == "<locals>":
+            break
+        cut = i + 1
+    if cut == 0:
+        cut = len(parts) - 1
+    return ".".join(parts[:cut]), ".".join(parts[cut:])
+
+
+@functools.lru_cache(maxsize=2048)
+def _path_info(path: str, cwd: str) -> tuple[str, str | None, bool | None]:
+    """(filename, module, in_app) for a frame's path."""
+    frozen = _FROZEN.fullmatch(path)
+    if frozen:
+        return path, frozen.group(1), False
+    if path.startswith("<"):
+        return path, None, None
+    posix = path.replace("\\", "/")
+    in_app = True
+    rel: str | None = None
+    third_party = max(posix.rfind("/site-packages/"), posix.rfind("/dist-packages/"))
+    if third_party >= 0:
+        rel, in_app = posix[third_party + 15:], False
+    else:
+        stdlib = _STDLIB.search(posix)
+        if stdlib is not None:
+            rel, in_app = posix[stdlib.end():], False
+        elif cwd and len(posix) > len(cwd) and posix.startswith(cwd) and posix[len(cwd)] == "/":
+            rel = posix[len(cwd) + 1:]
+        elif not posix.startswith("/") and not re.match(r"[A-Za-z]:/", posix):
+            rel = posix.lstrip("./")
+        else:
+            parts = posix.split("/")
+            parent = parts[-2] if len(parts) >= 2 else ""
+            keep = 2 if _IDENT.fullmatch(parent) and parent not in _ROOT_DIRS else 1
+            rel = "/".join(parts[-keep:])
+    return rel or path, _module_from(rel), in_app
+
+
+def _module_from(rel: str | None) -> str | None:
+    if not rel or not rel.endswith((".py", ".pyw")):
+        return None
+    parts = rel.rsplit(".", 1)[0].split("/")
+    if parts[-1] == "__init__":
+        parts.pop()
+    if not parts or not all(_IDENT.fullmatch(p) for p in parts):
+        return None
+    return ".".join(parts)
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd().replace("\\", "/").rstrip("/")
+    except OSError:
+        return ""
+
+
+def _ungroup(lines: list[str]) -> list[str]:
+    """Keep the top-level exception group's own lines (without their margin), drop its sub-exceptions."""
+    out: list[str] = []
+    mode = 0  # 0: ordinary lines, 1: the group's own lines, 2: its sub-exceptions
+    block_start = True
+    for line in lines:
+        if mode == 1:
+            if line.startswith("  | ") or line == "  |":
+                out.append(line[4:])
+                continue
+            if line.startswith("  +-"):
+                mode = 2
+                continue
+            mode = 0
+        elif mode == 2:
+            if line.startswith(("    ", "  +")):
+                continue
+            mode = 0
+        if line.startswith(_GROUP_HEADER):
+            mode = 1
+            out.append(HEADER)
+        elif block_start and line.startswith("  | "):
+            mode = 1
+            out.append(line[4:])
+        else:
+            out.append(line)
+        block_start = line in _MARKERS or (block_start and not line.strip())
+    return out
+
+
+def _split_blocks(lines: list[str]) -> list[tuple[list[str], str | None]]:
+    """Chained blocks, oldest first, each with its relation to the next block."""
+    blocks: list[tuple[list[str], str | None]] = []
+    current: list[str] = []
+    for line in lines:
+        relation = _MARKERS.get(line.rstrip())
+        if relation is not None:
+            blocks.append((current, relation))
+            current = []
+        elif line == HEADER and any(not x.startswith(" ") and x != HEADER and x.strip() for x in current):
+            break  # a second traceback with no chain marker: unrelated, keep the first
+        else:
+            current.append(line)
+    blocks.append((current, None))
+    return blocks
+
+
+def _parse_block(lines: list[str], relation: str | None, cwd: str) -> ParsedException | None:
+    frames: list[Frame] = []
+    syntax_loc: tuple[str, str] | None = None
+    last: Frame | None = None
+    exc_at = -1
+    for i, line in enumerate(lines):
+        if line.startswith("  File "):
+            m = _FRAME.match(line)
+            if m is not None:
+                path = m.group("path")
+                filename, module, in_app = _path_info(path, cwd)
+                lineno = m.group("lineno")
+                last = frame(
+                    filename=filename, abs_path=path, lineno=int(lineno) if lineno != "None" else None,
+                    function=m.group("func"), module=module, in_app=in_app,
+                )
+                frames.append(last)
+                continue
+            s = _SYNTAX_LOC.match(line)
+            if s is not None:
+                syntax_loc = (s.group("path"), s.group("lineno"))
+                last = None
+                continue
+        if line.startswith("    "):
+            if last is not None and "context_line" not in last and line.strip() and i > 0 \
+                    and lines[i - 1].startswith("  File "):
+                last["context_line"] = line[4:]
+            continue
+        if line.startswith("  [Previous line repeated"):
+            r = _REPEAT.match(line)
+            if r is not None and frames:
+                frames.extend(dict(frames[-1]) for _ in range(min(int(r.group(1)), MAX_REPEAT)))
+            continue
+        if not line.strip() or line == HEADER or line[0] in " \t":
+            continue
+        exc_at = i
+        break
+    if exc_at < 0:
+        if not frames:
+            return None
+        return make_exception("", None, "", frames, relation)
+    msg_lines = lines[exc_at:]
+    while len(msg_lines) > 1 and not msg_lines[-1].strip():
+        msg_lines.pop()
+    m = _EXC_LINE.match(msg_lines[0])
+    if m is None:
+        type_name, value = "", "\n".join(msg_lines)
+    else:
+        type_name = m.group("type")
+        value = "\n".join([m.group("msg") or "", *msg_lines[1:]])
+    module, short = split_python_type(type_name) if type_name else (None, "")
+    if syntax_loc is not None and value and not value.endswith(")"):
+        value = f"{value} ({syntax_loc[0]}, line {syntax_loc[1]})"
+    return make_exception(short, module, value, frames, relation)
+
+
+def parse_python(text: str) -> list[ParsedException]:
+    lines = text.splitlines()
+    first = _FIRST_FRAME.search(text)
+    if first is not None and len(first.group(1)) > 2:
+        # The whole traceback is indented (embedded in a log line): take the margin off.
+        margin = first.group(1)[:-2]
+        lines = [x[len(margin):] if x.startswith(margin) else x for x in lines]
+    lines = [x.rstrip("\r") for x in lines]
+    if any(x.startswith(("  + ", "  | ")) for x in lines):
+        lines = _ungroup(lines)
+    cwd = _cwd()
+    out: list[ParsedException] = []
+    for block, relation in _split_blocks(lines):
+        exc = _parse_block(block, relation, cwd)
+        if exc is not None:
+            out.append(exc)
+        elif out and relation is None:
+            out[-1]["relation"] = None
+    if out:
+        out[-1]["relation"] = None
+    return out
