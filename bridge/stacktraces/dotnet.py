@@ -26,7 +26,10 @@ _FRAME = re.compile(
 _INNER = re.compile(r"\s*---> (?P<rest>.*)$")
 _END_INNER = re.compile(r"\s*--- End of inner exception stack trace ---")
 _END_ASYNC = re.compile(r"\s*--- End of stack trace from previous location")
-_HEADER = re.compile(r"(?:Unhandled [Ee]xception[.:] )?(?P<type>[\w.`+<>\[\],]+?)(?:: (?P<msg>.*)|:)?$", re.DOTALL)
+_HEADER = re.compile(
+    r"(?:Unhandled [Ee]xception[.:] )?(?P<type>[\w.`+<>\[\],]+?)(?: \(0x[0-9A-Fa-f]{8}\))?(?:: (?P<msg>.*)|:)?$",
+    re.DOTALL,
+)
 _METHOD = re.compile(r"(?P<owner>.*?)\.(?P<method>\.c?ctor|[^.]+)$")
 
 

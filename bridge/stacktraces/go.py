@@ -11,7 +11,10 @@ from bridge.stacktraces._common import Frame, ParsedException, basename, frame, 
 __all__ = ["parse_go", "split_go_function"]
 
 _GOROUTINE = re.compile(r"goroutine \d+(?: gp=\S+ m=\S+(?: mp=\S+)?)? \[[^\]]*\]:\s*$")
-_PANIC = re.compile(r"\s*(?P<kind>panic|fatal error): (?P<msg>.*?)(?P<flags> \[recovered(?:, repanicked)?\])?\s*$")
+_PANIC = re.compile(
+    r"\s*(?:(?P<kind>panic|fatal error)|.*?http: (?P<http>panic) serving \S+): (?P<msg>.*?)"
+    r"(?: \[recovered(?:, repanicked)?\])?\s*$"
+)
 _FILE = re.compile(r"\t(?P<path>.+?):(?P<line>\d+)(?: \+0x[0-9a-fA-F]+)?(?: fp=0x\S+ sp=0x\S+ pc=0x\S+)?\s*$")
 _CREATED = re.compile(r"created by (?P<func>\S+?)(?: in goroutine \d+)?\s*$")
 # Top-level directories of the standard library: a function in one of them is not the app's.
@@ -83,7 +86,7 @@ def parse_go(text: str) -> list[ParsedException]:
         if state == 0:
             m = _PANIC.match(line)
             if m is not None:
-                kind = m.group("kind")
+                kind = m.group("kind") or m.group("http")
                 messages.append(m.group("msg"))
             elif _GOROUTINE.match(line):
                 state = 1

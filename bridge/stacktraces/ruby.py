@@ -13,7 +13,7 @@ from bridge.stacktraces._common import Frame, ParsedException, chain, frame, mak
 
 __all__ = ["parse_ruby"]
 
-_LOC = r"(?P<path>(?:[A-Za-z]:)?[^:\n]*?):(?P<line>\d+)(?::in [`'](?P<label>[^'\n]*)')?"
+_LOC = r"(?P<path><internal:[^>\n]*>|(?:[A-Za-z]:)?[^:\n]*?):(?P<line>\d+)(?::in [`'](?P<label>[^'\n]*)')?"
 _HEADER = re.compile(_LOC + r": (?P<rest>.*)$")
 _FROM = re.compile(r"\s*(?:\d+: )?from " + _LOC + r"\s*$")
 _CLASS_AT_END = re.compile(r"(?P<msg>.*?) ?\((?P<cls>[A-Z][\w:]*)\)$")
