@@ -84,13 +84,14 @@ def _normalise(language: str | None) -> str | None:
 
 
 def _split_type(name: str, language: str | None) -> tuple[str | None, str]:
-    if language == "python" or language is None and "::" not in name and "/" not in name:
+    """Split an ``exception.type`` attribute into (module, short type) the way its runtime names types."""
+    if language is None:
+        language = "go" if "/" in name or name.startswith("*") else "ruby" if "::" in name else "python"
+    if language == "python":
         return split_python_type(name)
-    if language == "ruby" or "::" in name:
+    if language == "ruby":
         return split_at_last(name, "::")
-    if language == "go":
-        return None, name
-    if language == "nodejs":
+    if language in ("go", "nodejs"):  # "*fs.PathError" is how Go names it; JS names have no module
         return None, name
     return split_at_last(name, ".")
 

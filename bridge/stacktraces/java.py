@@ -25,7 +25,11 @@ _HEADER = re.compile(
     r"(?P<cls>[A-Za-z_$][\w$]*(?:[./][A-Za-z_$][\w$]*)*)(?:: ?(?P<msg>.*))?$",
     re.DOTALL,
 )
-_FRAME = re.compile(r"\s*at (?P<where>[^\s()]+)\((?P<src>[^()]*)\)\s*$")
+# Inside the parentheses: "File.java:12", "File.java", "Native Method", "Unknown Source" (never empty, no
+# spaces otherwise: that keeps .NET's "at Ns.C.M(String s)" lines out).
+_FRAME = re.compile(
+    r"\s*at (?P<where>[^\s()]+)\((?P<src>Native Method|Unknown Source(?::\d+)?|Coroutine boundary|[^()\s]+)\)\s*$"
+)
 _MORE = re.compile(r"\s*\.\.\. (\d+) (?:more|common frames omitted)\s*$")
 _SUPPRESSED = re.compile(r"\s+Suppressed: ")
 _NEXT_TRACE = re.compile(r'Exception in thread "|[a-z][\w$]*(?:\.[\w$]+)*\.[A-Z][\w$]*(?:$|: )')

@@ -10,7 +10,7 @@ import functools
 import os
 import re
 
-from bridge.stacktraces._common import Frame, ParsedException, frame, make_exception
+from bridge.stacktraces._common import Frame, ParsedException, make_exception
 
 __all__ = ["parse_python", "split_python_type", "MAX_REPEAT"]
 
@@ -23,9 +23,16 @@ _CONTEXT = "During handling of the above exception, another exception occurred:"
 _MARKERS = {_CAUSE: "__cause__", _CONTEXT: "__context__"}
 _GROUP_HEADER = "  + Exception Group Traceback (most recent call last):"
 
-_FRAME = re.compile(r'  File "(?P<path>.*)", line (?P<lineno>\d+|None), in (?P<func>.*?)\s*$')
-_SYNTAX_LOC = re.compile(r'  File "(?P<path>.*)", line (?P<lineno>-?\d+)\s*$')
-_REPEAT = re.compile(r"  \[Previous line repeated (\d+) more times?\]")
+_BLOCK_SPLIT = re.compile(f"^({re.escape(_CAUSE)}|{re.escape(_CONTEXT)})[ \\t]*$", re.MULTILINE)
+# What a block holds, in order: frames (with their source line), repeat notes, a SyntaxError's location,
+# and the first unindented line that is not the "Traceback" header, where the exception line starts.
+_ITEM = re.compile(  # each alternative starts at a newline: the engine then skips to newlines quickly
+    r'\n(?:  File "([^\n]*?)", line (\d+|None), in ([^\n]*)(?:\n    ([^\n]*))?'
+    r"|  \[Previous line repeated (\d+) more times?\]"
+    r'|  File "([^\n]*)", line (-?\d+)[ \t]*$'
+    r"|(?!Traceback \(most recent call last\):)(\S[^\n]*))",
+    re.MULTILINE,
+)
 _FIRST_FRAME = re.compile(r'^([ \t]*)File "[^\n]*", line \d+', re.MULTILINE)
 _EXC_LINE = re.compile(r"(?P<type>[^\s:()\[\]'\"]+)(?:: (?P<msg>.*)|:)?$", re.DOTALL)
 _STDLIB = re.compile(r"/lib(?:64)?/python\d+(?:\.\d+)?t?/|/lib-python/\d[^/]*/|/Lib/")
@@ -137,97 +144,77 @@ def _ungroup(lines: list[str]) -> list[str]:
     return out
 
 
-def _split_blocks(lines: list[str]) -> list[tuple[list[str], str | None]]:
-    """Chained blocks, oldest first, each with its relation to the next block."""
-    blocks: list[tuple[list[str], str | None]] = []
-    current: list[str] = []
-    for line in lines:
-        relation = _MARKERS.get(line.rstrip())
-        if relation is not None:
-            blocks.append((current, relation))
-            current = []
-        elif line == HEADER and any(not x.startswith(" ") and x != HEADER and x.strip() for x in current):
-            break  # a second traceback with no chain marker: unrelated, keep the first
-        else:
-            current.append(line)
-    blocks.append((current, None))
-    return blocks
-
-
-def _parse_block(lines: list[str], relation: str | None, cwd: str) -> ParsedException | None:
+def _parse_block(block: str, relation: str | None, cwd: str) -> tuple[ParsedException | None, bool]:
+    """One chained block; the flag says that an unrelated second traceback follows (stop there)."""
     frames: list[Frame] = []
     syntax_loc: tuple[str, str] | None = None
-    last: Frame | None = None
     exc_at = -1
-    for i, line in enumerate(lines):
-        if line.startswith("  File "):
-            m = _FRAME.match(line)
-            if m is not None:
-                path = m.group("path")
-                filename, module, in_app = _path_info(path, cwd)
-                lineno = m.group("lineno")
-                last = frame(
-                    filename=filename, abs_path=path, lineno=int(lineno) if lineno != "None" else None,
-                    function=m.group("func"), module=module, in_app=in_app,
-                )
-                frames.append(last)
-                continue
-            s = _SYNTAX_LOC.match(line)
-            if s is not None:
-                syntax_loc = (s.group("path"), s.group("lineno"))
-                last = None
-                continue
-        if line.startswith("    "):
-            if last is not None and "context_line" not in last and line.strip() and i > 0 \
-                    and lines[i - 1].startswith("  File "):
-                last["context_line"] = line[4:]
-            continue
-        if line.startswith("  [Previous line repeated"):
-            r = _REPEAT.match(line)
-            if r is not None and frames:
-                frames.extend(dict(frames[-1]) for _ in range(min(int(r.group(1)), MAX_REPEAT)))
-            continue
-        if not line.strip() or line == HEADER or line[0] in " \t":
-            continue
-        exc_at = i
-        break
+    for m in _ITEM.finditer(block):
+        path, lineno, func, src, repeat, syntax_path, syntax_line, _ = m.groups()
+        if path is not None:
+            filename, module, in_app = _path_info(path, cwd)
+            f: Frame = {"filename": filename, "abs_path": path}
+            if lineno != "None":
+                f["lineno"] = int(lineno)
+            func = func.rstrip()
+            if func:
+                f["function"] = func
+            if module:
+                f["module"] = module
+            if in_app is not None:
+                f["in_app"] = in_app
+            if src and not src.isspace():
+                f["context_line"] = src
+            frames.append(f)
+        elif repeat is not None:
+            if frames:
+                frames.extend(dict(frames[-1]) for _ in range(min(int(repeat), MAX_REPEAT)))
+        elif syntax_path is not None:
+            syntax_loc = (syntax_path, syntax_line)
+        else:
+            exc_at = m.start() + 1
+            break
     if exc_at < 0:
-        if not frames:
-            return None
-        return make_exception("", None, "", frames, relation)
-    msg_lines = lines[exc_at:]
-    while len(msg_lines) > 1 and not msg_lines[-1].strip():
-        msg_lines.pop()
-    m = _EXC_LINE.match(msg_lines[0])
-    if m is None:
-        type_name, value = "", "\n".join(msg_lines)
+        return (make_exception("", None, "", frames, relation) if frames else None), False
+    message = block[exc_at:].rstrip()
+    again = message.find("\n" + HEADER)
+    if again >= 0:
+        message = message[:again].rstrip()
+    first, _, rest = message.partition("\n")
+    exc_line = _EXC_LINE.match(first)
+    if exc_line is None:
+        type_name, value = "", message
     else:
-        type_name = m.group("type")
-        value = "\n".join([m.group("msg") or "", *msg_lines[1:]])
+        type_name = exc_line.group("type")
+        value = (exc_line.group("msg") or "") + ("\n" + rest if rest else "")
     module, short = split_python_type(type_name) if type_name else (None, "")
     if syntax_loc is not None and value and not value.endswith(")"):
         value = f"{value} ({syntax_loc[0]}, line {syntax_loc[1]})"
-    return make_exception(short, module, value, frames, relation)
+    return make_exception(short, module, value, frames, relation), again >= 0
 
 
 def parse_python(text: str) -> list[ParsedException]:
-    lines = text.splitlines()
+    if "\r" in text:
+        text = "\n".join(text.splitlines())
     first = _FIRST_FRAME.search(text)
     if first is not None and len(first.group(1)) > 2:
         # The whole traceback is indented (embedded in a log line): take the margin off.
         margin = first.group(1)[:-2]
-        lines = [x[len(margin):] if x.startswith(margin) else x for x in lines]
-    lines = [x.rstrip("\r") for x in lines]
-    if any(x.startswith(("  + ", "  | ")) for x in lines):
-        lines = _ungroup(lines)
+        text = "\n".join(x[len(margin):] if x.startswith(margin) else x for x in text.splitlines())
+    if "\n  + " in text or "\n  | " in text or text.startswith(("  + ", "  | ")):
+        text = "\n".join(_ungroup(text.splitlines()))
     cwd = _cwd()
+    text = "\n" + text  # every item of a block starts at a newline
+    parts = _BLOCK_SPLIT.split(text) if _CAUSE in text or _CONTEXT in text else [text]
     out: list[ParsedException] = []
-    for block, relation in _split_blocks(lines):
-        exc = _parse_block(block, relation, cwd)
+    for index in range(0, len(parts), 2):
+        relation = _MARKERS[parts[index + 1]] if index + 1 < len(parts) else None
+        block = parts[index] if index == 0 else "\n" + parts[index]
+        exc, stop = _parse_block(block, relation, cwd)
         if exc is not None:
             out.append(exc)
-        elif out and relation is None:
-            out[-1]["relation"] = None
+        if stop:
+            break
     if out:
         out[-1]["relation"] = None
     return out
