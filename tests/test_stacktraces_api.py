@@ -1,6 +1,7 @@
 """The public contract of bridge.stacktraces: dispatch, fill-ins, never raising, Sentry values, speed."""
 from __future__ import annotations
 
+import time
 import timeit
 import traceback
 import uuid
@@ -151,6 +152,28 @@ def test_shuffled_trace_fragments_never_raise(lines: list[str], language: str | 
     assert out and out[-1]["type"] == "Boom" and out[-1]["value"] == "m"
     _valid(out)
     _valid(parse(text, language))
+
+
+_N = 20_000
+_HOSTILE = [
+    "\n" * _N, "\t\n" * _N, " " * _N, "    at " + " (" * _N, "Error: x\n    at f" + " (a" * _N + ":1:2",
+    "   at " + " in x" * _N, "System.X: y\n   at A.B(" + ") in x" * _N, "panic: " + " " * _N + "x",
+    "goroutine 1 [running]:\n" + "main.f(" * _N, "a." * _N + "!", "\tat " + "a.b(" * _N,
+    "x.rb:1:in 'y': " + " (Ab" * _N, '  File "' + '", line 1' * _N, "a" * _N + ": " + "b" * _N,
+    "Error: x\n    at eval (eval at " + "(" * _N + ")", "Error\n" + "a@" * _N + ":1", ":1" * _N,
+    "Error: x\n    at f (/a.js:1:2) {\n  [cause]: " + " {" * _N, "System.X: y\n   at " + "a." * _N + "(",
+]
+
+
+@pytest.mark.parametrize("index", range(len(_HOSTILE)))
+def test_hostile_lines_take_linear_time(index: int) -> None:
+    """Long lines built to make backtracking regexes quadratic: every language stays fast on them."""
+    text = _HOSTILE[index]
+    start = time.perf_counter()
+    for language in LANGUAGES[:7]:
+        _valid(parse(text, language, exception_type="E"))
+    detect_language(text)
+    assert time.perf_counter() - start < 1.0
 
 
 def test_huge_repeat_counts_stay_bounded() -> None:

@@ -40,21 +40,22 @@ _ALIASES = {
 
 # Lines that point at one language, with a weight. Scored on at most the first _SCAN characters.
 _SCAN = 20_000
+_LINE = 400
 _SIGNS: list[tuple[str, re.Pattern[str], int]] = [
     ("python", re.compile(r"^Traceback \(most recent call last\):$", re.M), 5),
-    ("python", re.compile(r'^ *File "[^"\n]*", line \d+, in ', re.M), 3),
-    ("ruby", re.compile(r"^\s*(?:\d+: )?from \S.*?:\d+:in [`']", re.M), 4),
+    ("python", re.compile(r'^[ \t]*File "[^"\n]*", line \d+, in ', re.M), 3),
+    ("ruby", re.compile(r"^[ \t]*(?:\d+: )?from \S.*?:\d+:in [`']", re.M), 4),
     ("ruby", re.compile(r"^\S.*?:\d+:in [`'][^\n]*\([A-Z][\w:]*\)$", re.M), 4),
-    ("java", re.compile(r"^\s*at [\w$./@-]+\((?:[\w$.-]+\.(?:java|kt|scala|groovy|clj)(?::\d+)?|Native Method|"
+    ("java", re.compile(r"^[ \t]*at [\w$./@-]+\((?:[\w$.-]+\.(?:java|kt|scala|groovy|clj)(?::\d+)?|Native Method|"
                         r"Unknown Source)\)$", re.M), 4),
     ("java", re.compile(r"^(?:Caused by: |Exception in thread \")", re.M), 3),
-    ("java", re.compile(r"^\s*\.\.\. \d+ more$", re.M), 2),
-    ("dotnet", re.compile(r"^\s*at [^\n(]+\([^\n]*\) in [^\n]+:line \d+$", re.M), 5),
-    ("dotnet", re.compile(r"^\s*--- End of (?:inner exception|stack trace from previous location)", re.M), 5),
+    ("java", re.compile(r"^[ \t]*\.\.\. \d+ more$", re.M), 2),
+    ("dotnet", re.compile(r"^[ \t]*at [^\n(]+\([^\n]*\) in [^\n]+:line \d+$", re.M), 5),
+    ("dotnet", re.compile(r"^[ \t]*--- End of (?:inner exception|stack trace from previous location)", re.M), 5),
     ("dotnet", re.compile(r"^ ---> [\w.`+]+(?:Exception|Error)\b", re.M), 3),
     ("dotnet", re.compile(r"^   at [\w.`+<>|\[\]]+\([^\n)]*\)$", re.M), 1),
-    ("nodejs", re.compile(r"^\s*at (?:.*? \()?(?:[^\n()]+):\d+:\d+\)?$", re.M), 3),
-    ("nodejs", re.compile(r"\((?:node:[\w/]+|<anonymous>)(?::\d+:\d+)?\)$|^\s*at node:", re.M), 3),
+    ("nodejs", re.compile(r"^[ \t]*at (?:.*? \()?(?:[^\n()]+):\d+:\d+\)?$", re.M), 3),
+    ("nodejs", re.compile(r"\((?:node:[\w/]+|<anonymous>)(?::\d+:\d+)?\)$|^[ \t]*at node:", re.M), 3),
     ("go", re.compile(r"^goroutine \d+ \[[^\]\n]*\]:$", re.M), 6),
     ("go", re.compile(r"^\t\S[^\n]*\.go:\d+(?: \+0x[0-9a-f]+)?$", re.M), 3),
     ("go", re.compile(r"^(?:panic: |fatal error: )", re.M), 2),
@@ -65,7 +66,8 @@ def detect_language(text: str) -> str | None:
     """Guess the runtime ("python", "java", "nodejs", "go", "dotnet", "ruby") that wrote ``text``."""
     if not isinstance(text, str) or not text:
         return None
-    sample = text[:_SCAN]
+    # the first _SCAN characters, lines cut at _LINE: bounded work whatever the text
+    sample = "\n".join(line[:_LINE] for line in text[:_SCAN].splitlines())
     scores: dict[str, int] = {}
     for language, pattern, weight in _SIGNS:
         hits = len(pattern.findall(sample))
@@ -137,10 +139,13 @@ def parse(
         excs = [make_exception("", None, first_line[:1024])]
     newest = excs[-1]
     if exception_type is not None:
-        module, short = _split_type(exception_type.strip(), lang)
+        full = exception_type.strip()
+        module, short = _split_type(full, lang)
+        if not short:
+            module, short = None, full
         if module is None and short == newest["type"]:
             module = newest["module"]
-        newest["type"], newest["module"] = short, module
+        newest["type"], newest["module"] = short, module or None
     if exception_message is not None:
         newest["value"] = exception_message
     for exc in excs:

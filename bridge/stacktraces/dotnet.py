@@ -19,10 +19,8 @@ NOT_IN_APP_PREFIXES = (
     "MySql.", "MySqlConnector.", "OpenTelemetry.", "Castle.", "Autofac.", "AutoMapper.", "MediatR.",
 )
 
-_FRAME = re.compile(
-    r"\s*at (?P<func>.+?)"
-    r"(?: in (?P<file>.+?):line (?P<line>\d+)| \[0x[0-9a-fA-F]+\] in (?P<mfile>.+?):(?P<mline>\d+))?\s*$"
-)
+_LINE_TAIL = re.compile(r":line (\d+)$")  # "in C:\\path\\File.cs:line 42"
+_MONO_TAIL = re.compile(r" \[0x[0-9a-fA-F]+\] in (.+):(\d+)$")  # "M () [0x0001c] in /path/File.cs:42"
 _INNER = re.compile(r"\s*---> (?P<rest>.*)$")
 _END_INNER = re.compile(r"\s*--- End of inner exception stack trace ---")
 _END_ASYNC = re.compile(r"\s*--- End of stack trace from previous location")
@@ -48,6 +46,19 @@ def _frame(func_text: str, path: str | None, lineno: str | None) -> Frame:
     )
 
 
+def _parse_frame(rest: str) -> Frame:
+    """``Ns.C.M(T a) in /p/F.cs:line 3``, ``Ns.C.M(T a)``, or Mono's ``Ns.C.M (T a) [0x0001c] in /p/F.cs:3``."""
+    tail = _LINE_TAIL.search(rest)
+    if tail is not None:
+        split = rest.find(") in ")
+        if 0 < split < tail.start():
+            return _frame(rest[:split + 1], rest[split + 5:tail.start()], tail.group(1))
+    mono = _MONO_TAIL.search(rest)
+    if mono is not None:
+        return _frame(rest[:mono.start()], mono.group(1), mono.group(2))
+    return _frame(rest, None, None)
+
+
 def parse_dotnet(text: str) -> list[ParsedException]:
     headers: list[list[str]] = []
     sections: list[list[Frame]] = [[]]  # frames per section, newest first, innermost section first
@@ -56,12 +67,9 @@ def parse_dotnet(text: str) -> list[ParsedException]:
         if not line:
             continue
         stripped = line.lstrip()
-        if stripped.startswith("at "):
-            m = _FRAME.match(line)
-            if m is not None:
-                path, lineno = m.group("file", "line") if m.group("file") else m.group("mfile", "mline")
-                sections[-1].append(_frame(m.group("func"), path, lineno))
-                continue
+        if stripped.startswith("at ") and len(stripped) > 3:
+            sections[-1].append(_parse_frame(stripped[3:]))
+            continue
         if stripped.startswith("---"):
             if _END_INNER.match(line):
                 sections.append([])

@@ -11,10 +11,8 @@ from bridge.stacktraces._common import Frame, ParsedException, basename, frame, 
 __all__ = ["parse_go", "split_go_function"]
 
 _GOROUTINE = re.compile(r"goroutine \d+(?: gp=\S+ m=\S+(?: mp=\S+)?)? \[[^\]]*\]:\s*$")
-_PANIC = re.compile(
-    r"\s*(?:(?P<kind>panic|fatal error)|.*?http: (?P<http>panic) serving \S+): (?P<msg>.*?)"
-    r"(?: \[recovered(?:, repanicked)?\])?\s*$"
-)
+_PANIC = re.compile(r"[ \t]*(?:(?P<kind>panic|fatal error)|.*?http: (?P<http>panic) serving \S+): (?P<msg>.*)")
+_RECOVERED = (" [recovered]", " [recovered, repanicked]")
 _FILE = re.compile(r"\t(?P<path>.+?):(?P<line>\d+)(?: \+0x[0-9a-fA-F]+)?(?: fp=0x\S+ sp=0x\S+ pc=0x\S+)?\s*$")
 _CREATED = re.compile(r"created by (?P<func>\S+?)(?: in goroutine \d+)?\s*$")
 # Top-level directories of the standard library: a function in one of them is not the app's.
@@ -87,7 +85,11 @@ def parse_go(text: str) -> list[ParsedException]:
             m = _PANIC.match(line)
             if m is not None:
                 kind = m.group("kind") or m.group("http")
-                messages.append(m.group("msg"))
+                message = m.group("msg").rstrip()
+                for suffix in _RECOVERED:
+                    if message.endswith(suffix):
+                        message = message[: -len(suffix)]
+                messages.append(message)
             elif _GOROUTINE.match(line):
                 state = 1
             elif messages and line.strip() and not line.startswith("[signal ") and not line.startswith("\t"):

@@ -12,7 +12,6 @@ from bridge.stacktraces._common import Frame, ParsedException, chain, frame, mak
 
 __all__ = ["parse_node"]
 
-_FRAME = re.compile(r"\s*at (?:(?P<func>.+?) \((?P<loc>.*)\)|(?P<bare>\S.*?))$")
 _GECKO = re.compile(r"\s*(?P<func>[^@\s]*)@(?P<loc>\S.*:\d+(?::\d+)?)$")
 _LOC = re.compile(r"(?P<file>.+?):(?P<line>\d+)(?::(?P<col>\d+))?")
 _EVAL = re.compile(r"\(([^()]+?):(\d+):(\d+)\)")
@@ -68,11 +67,14 @@ def _filename(path: str) -> str:
 
 
 def _parse_frame(line: str) -> Frame | None:
-    m = _FRAME.match(line)
-    if m is not None:
-        if m.group("loc") is not None:
-            return _frame(m.group("func"), m.group("loc"))
-        return _frame(None, m.group("bare"))
+    stripped = line.strip()
+    if stripped.startswith("at ") and len(stripped) > 3:
+        rest = stripped[3:]
+        # "fn (location)": the location may hold parentheses itself (eval origins), the name does not
+        split = rest.find(" (")
+        if rest.endswith(")") and split > 0:
+            return _frame(rest[:split], rest[split + 2:-1])
+        return _frame(None, rest)
     g = _GECKO.match(line)
     if g is not None:
         return _frame(g.group("func") or None, g.group("loc"))
