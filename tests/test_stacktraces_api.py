@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stacktrace_samples import sample
 
 import bridge.stacktraces as stacktraces
 from bridge.stacktraces import detect_language, parse, to_sentry_values
 from tests.judges import normalize
+from tests.stacktrace_samples import sample
 
 SAMPLES = {
     "go_panic.txt": "go", "go_http.txt": "go", "go_otel_stack.txt": "go",
@@ -100,7 +100,9 @@ def test_exception_type_split_per_language() -> None:
         ("ruby", "Net::HTTP::Error", ("Net::HTTP", "Error")),
         ("nodejs", "TypeError", (None, "TypeError")),
         ("go", "*url.Error", (None, "*url.Error")),
-        (None, "builtins.ValueError", ("builtins", "ValueError")),
+        (None, "builtins.ValueError", (None, "ValueError")),
+        (None, "*fs.PathError", (None, "*fs.PathError")),
+        (None, "ActiveRecord::RecordNotFound", ("ActiveRecord", "RecordNotFound")),
     ]
     for language, name, expected in cases:
         (exc,) = parse("", language, exception_type=name)
@@ -224,6 +226,8 @@ def test_parse_30_python_frames_fast() -> None:
     (exc,) = parse(text, "python")
     assert len(exc["frames"]) == 30 and exc["frames"][0]["module"] == "myapp.module0"
     runs = 2000
-    per_call = min(timeit.repeat(lambda: parse(text, "python"), number=runs, repeat=5)) / runs
+    # CPU time of this process: other work on a shared machine does not count against us
+    timer = timeit.Timer(lambda: parse(text, "python"), timer=time.process_time)
+    per_call = min(timer.repeat(number=runs, repeat=5)) / runs
     print(f"parse(30-frame Python traceback): {per_call * 1e6:.1f} µs")
     assert per_call < 100e-6

@@ -1,9 +1,8 @@
 """.NET Exception.ToString() text (hand-written samples: no .NET SDK here)."""
 from __future__ import annotations
 
-from stacktrace_samples import sample
-
 from bridge.stacktraces import detect_language, parse
+from tests.stacktrace_samples import sample
 
 
 def test_inner_exception_across_awaits() -> None:

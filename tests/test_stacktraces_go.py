@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from stacktrace_samples import sample
 
 from bridge.stacktraces import detect_language, parse
 from bridge.stacktraces.go import split_go_function
+from tests.stacktrace_samples import sample
 
 
 def test_panic_with_repanic() -> None:

@@ -1,9 +1,8 @@
 """Ruby backtraces (hand-written samples: no Ruby here)."""
 from __future__ import annotations
 
-from stacktrace_samples import sample
-
 from bridge.stacktraces import detect_language, parse
+from tests.stacktrace_samples import sample
 
 
 def test_ruby_34_with_cause() -> None:

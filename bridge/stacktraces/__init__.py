@@ -41,24 +41,34 @@ _ALIASES = {
 # Lines that point at one language, with a weight. Scored on at most the first _SCAN characters.
 _SCAN = 20_000
 _LINE = 400
-_SIGNS: list[tuple[str, re.Pattern[str], int]] = [
-    ("python", re.compile(r"^Traceback \(most recent call last\):$", re.M), 5),
-    ("python", re.compile(r'^[ \t]*File "[^"\n]*", line \d+, in ', re.M), 3),
-    ("ruby", re.compile(r"^[ \t]*(?:\d+: )?from \S.*?:\d+:in [`']", re.M), 4),
-    ("ruby", re.compile(r"^\S.*?:\d+:in [`'][^\n]*\([A-Z][\w:]*\)$", re.M), 4),
-    ("java", re.compile(r"^[ \t]*at [\w$./@-]+\((?:[\w$.-]+\.(?:java|kt|scala|groovy|clj)(?::\d+)?|Native Method|"
-                        r"Unknown Source)\)$", re.M), 4),
-    ("java", re.compile(r"^(?:Caused by: |Exception in thread \")", re.M), 3),
-    ("java", re.compile(r"^[ \t]*\.\.\. \d+ more$", re.M), 2),
-    ("dotnet", re.compile(r"^[ \t]*at [^\n(]+\([^\n]*\) in [^\n]+:line \d+$", re.M), 5),
-    ("dotnet", re.compile(r"^[ \t]*--- End of (?:inner exception|stack trace from previous location)", re.M), 5),
-    ("dotnet", re.compile(r"^ ---> [\w.`+]+(?:Exception|Error)\b", re.M), 3),
-    ("dotnet", re.compile(r"^   at [\w.`+<>|\[\]]+\([^\n)]*\)$", re.M), 1),
-    ("nodejs", re.compile(r"^[ \t]*at (?:.*? \()?(?:[^\n()]+):\d+:\d+\)?$", re.M), 3),
-    ("nodejs", re.compile(r"\((?:node:[\w/]+|<anonymous>)(?::\d+:\d+)?\)$|^[ \t]*at node:", re.M), 3),
-    ("go", re.compile(r"^goroutine \d+ \[[^\]\n]*\]:$", re.M), 6),
-    ("go", re.compile(r"^\t\S[^\n]*\.go:\d+(?: \+0x[0-9a-f]+)?$", re.M), 3),
-    ("go", re.compile(r"^(?:panic: |fatal error: )", re.M), 2),
+_JVM_SOURCES = (
+    ".java:", ".java)", ".kt:", ".kt)", ".scala:", ".groovy:", ".clj:", "(Native Method)", "(Unknown Source)",
+)
+# (language, literals of which one must occur for the pattern to match, pattern, weight)
+_SIGNS: list[tuple[str, tuple[str, ...], re.Pattern[str], int]] = [
+    ("python", ("Traceback (most",), re.compile(r"^Traceback \(most recent call last\):$", re.M), 5),
+    ("python", ('File "',), re.compile(r'^[ \t]*File "[^"\n]*", line \d+, in ', re.M), 3),
+    ("ruby", ("from ",), re.compile(r"^[ \t]*(?:\d+: )?from \S.*?:\d+:in [`']", re.M), 4),
+    ("ruby", (":in ",), re.compile(r"^\S.*?:\d+:in [`'][^\n]*\([A-Z][\w:]*\)$", re.M), 4),
+    ("java", _JVM_SOURCES, re.compile(
+        r"^[ \t]*at [\w$./@-]+\((?:[\w$.-]+\.(?:java|kt|scala|groovy|clj)(?::\d+)?|Native Method|Unknown Source)\)$",
+        re.M,
+    ), 4),
+    ("java", ("Caused by: ", "Exception in thread"), re.compile(r"^(?:Caused by: |Exception in thread \")", re.M), 3),
+    ("java", (" more",), re.compile(r"^[ \t]*\.\.\. \d+ more$", re.M), 2),
+    ("dotnet", (":line ",), re.compile(r"^[ \t]*at [^\n(]+\([^\n]*\) in [^\n]+:line \d+$", re.M), 5),
+    ("dotnet", ("--- End of ",), re.compile(
+        r"^[ \t]*--- End of (?:inner exception|stack trace from previous location)", re.M
+    ), 5),
+    ("dotnet", (" ---> ",), re.compile(r"^ ---> [\w.`+]+(?:Exception|Error)\b", re.M), 3),
+    ("dotnet", ("   at ",), re.compile(r"^   at [\w.`+<>|\[\]]+\([^\n)]*\)$", re.M), 1),
+    ("nodejs", ("at ",), re.compile(r"^[ \t]*at (?:.*? \()?(?:[^\n()]+):\d+:\d+\)?$", re.M), 3),
+    ("nodejs", ("node:", "<anonymous>"), re.compile(
+        r"\((?:node:[\w/]+|<anonymous>)(?::\d+:\d+)?\)$|^[ \t]*at node:", re.M
+    ), 3),
+    ("go", ("goroutine ",), re.compile(r"^goroutine \d+ \[[^\]\n]*\]:$", re.M), 6),
+    ("go", (".go:",), re.compile(r"^\t\S[^\n]*\.go:\d+(?: \+0x[0-9a-f]+)?$", re.M), 3),
+    ("go", ("panic: ", "fatal error: "), re.compile(r"^(?:panic: |fatal error: )", re.M), 2),
 ]
 
 
@@ -69,7 +79,9 @@ def detect_language(text: str) -> str | None:
     # the first _SCAN characters, lines cut at _LINE: bounded work whatever the text
     sample = "\n".join(line[:_LINE] for line in text[:_SCAN].splitlines())
     scores: dict[str, int] = {}
-    for language, pattern, weight in _SIGNS:
+    for language, literals, pattern, weight in _SIGNS:
+        if not any(literal in sample for literal in literals):
+            continue
         hits = len(pattern.findall(sample))
         if hits:
             scores[language] = scores.get(language, 0) + weight * min(hits, 5)
@@ -119,11 +131,12 @@ def parse(
     newest exception; with either given the result is never empty.
     """
     text = text if isinstance(text, str) else ""
+    blank = not text or text.isspace()
     exception_type = exception_type if isinstance(exception_type, str) and exception_type.strip() else None
     exception_message = exception_message if isinstance(exception_message, str) else None
     lang = _normalise(language)
     excs: list[ParsedException] = []
-    if text.strip():
+    if not blank:
         if lang is not None:
             excs = _run(_PARSERS[lang], text)
         if not any(e["frames"] for e in excs):
@@ -133,7 +146,7 @@ def parse(
                 if any(e["frames"] for e in other) or not excs:
                     excs, lang = other, guessed
     if not excs:
-        if exception_type is None and exception_message is None and not text.strip():
+        if exception_type is None and exception_message is None and blank:
             return []
         first_line = next((x.strip() for x in text.splitlines() if x.strip()), "")
         excs = [make_exception("", None, first_line[:1024])]

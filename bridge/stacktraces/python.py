@@ -51,6 +51,8 @@ def split_python_type(name: str) -> tuple[str | None, str]:
     The module ends before the first capitalised part or the function owning ``<locals>``; a name
     without a lowercase part is split at its last dot.
     """
+    if name.startswith("builtins."):
+        return None, name[9:]
     parts = name.split(".")
     if len(parts) == 1:
         return None, name
@@ -87,13 +89,27 @@ def _path_info(path: str, cwd: str) -> tuple[str, str | None, bool | None]:
         elif cwd and len(posix) > len(cwd) and posix.startswith(cwd) and posix[len(cwd)] == "/":
             rel = posix[len(cwd) + 1:]
         elif not posix.startswith("/") and not re.match(r"[A-Za-z]:/", posix):
-            rel = posix.lstrip("./")
+            rel = posix
+            while rel.startswith("./"):
+                rel = rel[2:]
         else:
             parts = posix.split("/")
             parent = parts[-2] if len(parts) >= 2 else ""
             keep = 2 if _IDENT.fullmatch(parent) and parent not in _ROOT_DIRS else 1
             rel = "/".join(parts[-keep:])
     return rel or path, _module_from(rel), in_app
+
+
+@functools.lru_cache(maxsize=2048)
+def _frame_base(path: str, cwd: str) -> Frame:
+    """The path-derived part of a frame; callers copy it (it is cached and shared)."""
+    filename, module, in_app = _path_info(path, cwd)
+    base: Frame = {"filename": filename, "abs_path": path}
+    if module:
+        base["module"] = module
+    if in_app is not None:
+        base["in_app"] = in_app
+    return base
 
 
 def _module_from(rel: str | None) -> str | None:
@@ -152,17 +168,12 @@ def _parse_block(block: str, relation: str | None, cwd: str) -> tuple[ParsedExce
     for m in _ITEM.finditer(block):
         path, lineno, func, src, repeat, syntax_path, syntax_line, _ = m.groups()
         if path is not None:
-            filename, module, in_app = _path_info(path, cwd)
-            f: Frame = {"filename": filename, "abs_path": path}
+            f = dict(_frame_base(path, cwd))
             if lineno != "None":
                 f["lineno"] = int(lineno)
             func = func.rstrip()
             if func:
                 f["function"] = func
-            if module:
-                f["module"] = module
-            if in_app is not None:
-                f["in_app"] = in_app
             if src and not src.isspace():
                 f["context_line"] = src
             frames.append(f)
