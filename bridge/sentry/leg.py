@@ -19,7 +19,10 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from bridge import dsc as dsc_module
 from bridge.config import Options
+from bridge.sample_rand import sample_rand, stated_rate
+from bridge.sampling import sampler_rate
 from bridge.sentry.assemble import Assembler
 from bridge.sentry.convert import (
     ConvertOptions,
@@ -62,11 +65,7 @@ def _release(options: Options, resource: Mapping[str, Any]) -> Optional[str]:
 
 def traces_sample_rate(options: Options) -> float:
     """The rate the one OTel sampler applies, for the DSC (``sample_rate``)."""
-    if options.sampler.endswith("always_off"):
-        return 0.0
-    if options.sampler.endswith("traceidratio"):
-        return 1.0 if options.sampler_arg is None else options.sampler_arg
-    return 1.0
+    return sampler_rate(options)
 
 
 class SentryLeg:
@@ -94,6 +93,7 @@ class SentryLeg:
         self._reported_overflow = 0
         self.processor = SentrySpanProcessor(self)
         os.register_at_fork(after_in_child=self._after_fork)
+        dsc_module.set_head(self)  # outgoing baggage states this leg's DSC (bridge.dsc)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -120,21 +120,34 @@ class SentryLeg:
         if context is not None and context.trace_flags.sampled:
             self.transport.submit("transaction", lambda: self._transaction(root, children))
 
-    # -- builders (run on the transport's worker thread) -------------------------------------------
-    def _dsc(self, trace_id: int, transaction: Optional[str], sampled: Optional[bool]) -> dict[str, str]:
-        return dynamic_sampling_context(
+    # -- the DSC (bridge.dsc: the upstream's when it sent one, else this one) ------------------------
+    def head_dsc(self, trace_id: int, sampled: bool, root: Optional[Any]) -> dict[str, str]:
+        """The DSC of a trace this service heads; ``sample_rand`` agrees with ``sampled`` (bridge.sample_rand)."""
+        name: Optional[str] = None
+        source: Optional[str] = None
+        if isinstance(root, ReadableSpan):
+            name, source = transaction_name(root)
+        rate = stated_rate(sampled, self.sample_rate)
+        dsc = dynamic_sampling_context(
             trace_id=trace_id,
             public_key=self.dsn.public_key,
             options=self.convert_options,
-            transaction=transaction,
-            sample_rate=self.sample_rate,
+            transaction=name,
+            sample_rate=rate,
             sampled=sampled,
+            source=source,
+            resource=self.resource.attributes,
         )
+        dsc["sample_rand"] = sample_rand(trace_id, sampled, rate)
+        return dsc
 
+    def _dsc(self, span: Any) -> Optional[dict[str, str]]:
+        return dsc_module.dsc_for_span(span, head=self)
+
+    # -- builders (run on the transport's worker thread) -------------------------------------------
     def _transaction(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> Envelope:
         event = transaction_event(root, children, self.convert_options)
-        assert root.context is not None
-        return Envelope.for_event(event, self._dsc(root.context.trace_id, event.get("transaction"), True))
+        return Envelope.for_event(event, self._dsc(root))
 
     def _span_errors(self, span: ReadableSpan, transaction: Optional[str]) -> Optional[Envelope]:
         kept: Mapping[str, BaseException] = getattr(span, EXCEPTIONS_ATTR, None) or {}
@@ -154,7 +167,7 @@ class SentryLeg:
         for event, event_id, exc in zip(events, event_ids, exceptions):
             if event_id:
                 event["event_id"] = event_id
-            envelope = self._finish(event, exc, span.context.trace_id, transaction, span.context.trace_flags.sampled)
+            envelope = self._finish(event, exc, self._dsc(span))
             if envelope is not None:
                 envelopes.append(envelope)
         # One event per envelope: the first is returned, any others queue up behind it.
@@ -163,12 +176,7 @@ class SentryLeg:
         return envelopes[0] if envelopes else None
 
     def _finish(
-        self,
-        event: dict[str, Any],
-        exc: Optional[BaseException],
-        trace_id: int,
-        transaction: Optional[str],
-        sampled: Optional[bool],
+        self, event: dict[str, Any], exc: Optional[BaseException], dsc: Optional[dict[str, str]]
     ) -> Optional[Envelope]:
         """Apply sample_rate and before_send; wrap the event in its envelope."""
         if self.options.sample_rate < 1.0 and random.random() >= self.options.sample_rate:
@@ -188,7 +196,7 @@ class SentryLeg:
                 self.transport.record_lost("before_send", "error")
                 return None
             event = result
-        return Envelope.for_event(event, self._dsc(trace_id, transaction, sampled))
+        return Envelope.for_event(event, dsc)
 
     # -- errors of unsampled requests (their spans record nothing) ---------------------------------
     def capture_unsampled_exception(
@@ -200,6 +208,7 @@ class SentryLeg:
         event_id: str,
     ) -> str:
         attributes = dict(scope.attributes) if scope is not None else {}
+        dsc = self._unsampled_dsc(span_context, scope)
 
         def build() -> Optional[Envelope]:
             name = _request_name(attributes)
@@ -215,7 +224,7 @@ class SentryLeg:
                 options=self.convert_options,
             )
             event["event_id"] = event_id
-            return self._finish(event, exc, span_context.trace_id, name, False)
+            return self._finish(event, exc, dsc)
 
         self.transport.submit("error", build)
         return event_id
@@ -229,6 +238,7 @@ class SentryLeg:
         event_id: str,
     ) -> str:
         attributes = dict(scope.attributes) if scope is not None else {}
+        dsc = self._unsampled_dsc(span_context, scope)
 
         def build() -> Optional[Envelope]:
             name = _request_name(attributes)
@@ -244,16 +254,24 @@ class SentryLeg:
                 options=self.convert_options,
             )
             event["event_id"] = event_id
-            return self._finish(event, None, span_context.trace_id, name, False)
+            return self._finish(event, None, dsc)
 
         self.transport.submit("error", build)
         return event_id
+
+    def _unsampled_dsc(
+        self, span_context: trace_api.SpanContext, scope: Optional[RequestScope]
+    ) -> Optional[dict[str, str]]:
+        """On the request's thread: its span (or context) still knows the incoming DSC."""
+        span = scope.span if scope is not None else trace_api.NonRecordingSpan(span_context)
+        return dsc_module.dsc_for_span(span, context_api.get_current(), head=self)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
         return self.transport.flush(timeout)
 
     def shutdown(self, timeout: float) -> None:
+        dsc_module.clear_head(self)
         with self._lock:
             ready = self.assembler.drain()
         for root, children in ready:
@@ -276,7 +294,10 @@ class SentrySpanProcessor(SpanProcessor):
         self.leg = leg
 
     def on_start(self, span: Any, parent_context: Optional[context_api.Context] = None) -> None:
-        pass
+        try:
+            dsc_module.remember(span, parent_context)  # local root and incoming DSC, for the trace's DSC
+        except Exception:
+            logger.debug("otel-sentry-bridge: could not note the span's trace", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
