@@ -106,7 +106,9 @@ class DscHead(Protocol):
     @property
     def sample_rate(self) -> float: ...
 
-    def head_dsc(self, trace_id: int, sampled: bool, root: Optional[Any]) -> dict[str, str]: ...
+    def head_dsc(self, trace_id: int, sampled: bool, root: Optional[Any]) -> dict[str, str]:
+        """``root``: the local root span, or ``(transaction name, source)``, or None."""
+        ...
 
 
 _head_lock = threading.Lock()
@@ -172,20 +174,25 @@ def local_root(span: Any) -> Optional[Any]:
 
 
 def dsc_for_span(
-    span: Any, context: Optional[context_api.Context] = None, head: Optional[DscHead] = None
+    span: Any,
+    context: Optional[context_api.Context] = None,
+    head: Optional[DscHead] = None,
+    root: Optional[Any] = None,
 ) -> Optional[dict[str, str]]:
     """The DSC for anything sent under ``span`` (frozen on its local root on first use).
 
     ``context`` is where to look for an incoming DSC when no span carries one; ``head`` states this
-    service's DSC (default: the latest Sentry leg).
+    service's DSC (default: the latest Sentry leg); ``root`` names the transaction when ``span`` has no
+    local root to name it (an unsampled request: ``(name, source)``).
     """
     span_context = span.get_span_context()
     sampled = span_context.trace_flags.sampled
     head = head if head is not None else current_head()
-    root = local_root(span)
-    if root is None:
+    local = local_root(span)
+    if local is None:
         incoming = getattr(span, INCOMING_ATTR, None) or incoming_from(context)
-        return trace_dsc(span_context.trace_id, sampled, incoming, head)
+        return trace_dsc(span_context.trace_id, sampled, incoming, head, root)
+    root = local
     frozen: Optional[dict[str, str]] = getattr(root, FROZEN_ATTR, None)
     if frozen is not None:
         return frozen

@@ -5,6 +5,7 @@ conversion, serialization, compression and the HTTP POST all happen on the trans
 Rate-limited categories are refused before any conversion happens. Errors are sent whether or not the
 trace was sampled (``sample_rate`` governs them, as in Sentry).
 """
+
 from __future__ import annotations
 
 import logging
@@ -92,8 +93,8 @@ class SentryLeg:
         self._lock = threading.Lock()
         self._reported_overflow = 0
         self.processor = SentrySpanProcessor(self)
-        os.register_at_fork(after_in_child=self._after_fork)
         dsc_module.set_head(self)  # outgoing baggage states this leg's DSC (bridge.dsc)
+        os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -110,32 +111,52 @@ class SentryLeg:
             self._submit(root, children)
 
     def _submit(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> None:
-        transaction: Optional[str] = None
+        named: Optional[tuple[str, str]] = None
+        seen: set[tuple[Any, Any]] = set()
         for span in (root, *children):
-            if span.events and any(event.name in ERROR_EVENT_NAMES for event in span.events):
-                if transaction is None:
-                    transaction = transaction_name(root)[0]
-                self.transport.submit("error", lambda span=span, name=transaction: self._span_errors(span, name))
+            if not span.events or not any(event.name in ERROR_EVENT_NAMES for event in span.events):
+                continue
+            if named is None:
+                named = transaction_name(root)
+            # An exception escaping nested spans is recorded on each of them: report it once, from the
+            # outermost span (the root comes first; it holds the live exception and the longest stack).
+            skip = set()
+            for index, event in enumerate(span.events):
+                if event.name == "exception":
+                    attributes = event.attributes or {}
+                    key = (attributes.get("exception.type"), attributes.get("exception.message"))
+                    if key in seen:
+                        skip.add(index)
+                    seen.add(key)
+            name, source = named
+            self.transport.submit(
+                "error",
+                lambda span=span, skip=skip, name=name, source=source: self._span_errors(span, name, source, skip),
+            )
         context = root.context
         if context is not None and context.trace_flags.sampled:
             self.transport.submit("transaction", lambda: self._transaction(root, children))
 
     # -- the DSC (bridge.dsc: the upstream's when it sent one, else this one) ------------------------
     def head_dsc(self, trace_id: int, sampled: bool, root: Optional[Any]) -> dict[str, str]:
-        """The DSC of a trace this service heads; ``sample_rand`` agrees with ``sampled`` (bridge.sample_rand)."""
-        name: Optional[str] = None
-        source: Optional[str] = None
+        """The DSC of a trace this service heads; ``sample_rand`` agrees with ``sampled`` (bridge.sample_rand).
+
+        ``root`` names the transaction: the local root span, or ``(name, source)``, or None.
+        """
+        named: tuple[Optional[str], Optional[str]] = (None, None)
         if isinstance(root, ReadableSpan):
-            name, source = transaction_name(root)
+            named = transaction_name(root)
+        elif isinstance(root, tuple):
+            named = root
         rate = stated_rate(sampled, self.sample_rate)
         dsc = dynamic_sampling_context(
             trace_id=trace_id,
             public_key=self.dsn.public_key,
             options=self.convert_options,
-            transaction=name,
+            transaction=named[0],
             sample_rate=rate,
             sampled=sampled,
-            source=source,
+            source=named[1],
             resource=self.resource.attributes,
         )
         dsc["sample_rand"] = sample_rand(trace_id, sampled, rate)
@@ -149,25 +170,22 @@ class SentryLeg:
         event = transaction_event(root, children, self.convert_options)
         return Envelope.for_event(event, self._dsc(root))
 
-    def _span_errors(self, span: ReadableSpan, transaction: Optional[str]) -> Optional[Envelope]:
+    def _span_errors(
+        self, span: ReadableSpan, transaction: Optional[str], source: Optional[str], skip: set[int]
+    ) -> Optional[Envelope]:
         kept: Mapping[str, BaseException] = getattr(span, EXCEPTIONS_ATTR, None) or {}
-        by_index: dict[int, BaseException] = {}
-        event_ids: list[Optional[str]] = []
-        for index, event in enumerate(span.events):
-            if event.name not in ERROR_EVENT_NAMES:
-                continue
-            event_id = (event.attributes or {}).get("sentry.event_id")
-            event_ids.append(str(event_id) if event_id else None)
-            if event_id in kept:
-                by_index[index] = kept[str(event_id)]
+        indices = [i for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
+        event_ids = [str((span.events[i].attributes or {}).get("sentry.event_id") or "") for i in indices]
+        by_index = {i: kept[event_id] for i, event_id in zip(indices, event_ids) if event_id in kept}
         events = error_events(span, transaction, self.convert_options, by_index or None)
-        exceptions = [by_index.get(i) for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
         assert span.context is not None
         envelopes: list[Envelope] = []
-        for event, event_id, exc in zip(events, event_ids, exceptions):
+        for index, event_id, event in zip(indices, event_ids, events):
+            if index in skip:
+                continue
             if event_id:
                 event["event_id"] = event_id
-            envelope = self._finish(event, exc, self._dsc(span))
+            envelope = self._finish(event, by_index.get(index), self._dsc(span))
             if envelope is not None:
                 envelopes.append(envelope)
         # One event per envelope: the first is returned, any others queue up behind it.
@@ -208,7 +226,7 @@ class SentryLeg:
         event_id: str,
     ) -> str:
         attributes = dict(scope.attributes) if scope is not None else {}
-        dsc = self._unsampled_dsc(span_context, scope)
+        dsc = self._unsampled_dsc(span_context, scope, attributes)
 
         def build() -> Optional[Envelope]:
             name = _request_name(attributes)
@@ -238,7 +256,7 @@ class SentryLeg:
         event_id: str,
     ) -> str:
         attributes = dict(scope.attributes) if scope is not None else {}
-        dsc = self._unsampled_dsc(span_context, scope)
+        dsc = self._unsampled_dsc(span_context, scope, attributes)
 
         def build() -> Optional[Envelope]:
             name = _request_name(attributes)
@@ -260,11 +278,12 @@ class SentryLeg:
         return event_id
 
     def _unsampled_dsc(
-        self, span_context: trace_api.SpanContext, scope: Optional[RequestScope]
+        self, span_context: trace_api.SpanContext, scope: Optional[RequestScope], attributes: Mapping[str, Any]
     ) -> Optional[dict[str, str]]:
         """On the request's thread: its span (or context) still knows the incoming DSC."""
         span = scope.span if scope is not None else trace_api.NonRecordingSpan(span_context)
-        return dsc_module.dsc_for_span(span, context_api.get_current(), head=self)
+        named = (_request_name(attributes), _source(attributes))
+        return dsc_module.dsc_for_span(span, context_api.get_current(), head=self, root=named)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
@@ -277,6 +296,12 @@ class SentryLeg:
         for root, children in ready:
             self._submit(root, children)
         self.transport.shutdown(timeout)
+
+
+def _source(attributes: Mapping[str, Any]) -> str:
+    if attributes.get("sentry.transaction_source"):
+        return str(attributes["sentry.transaction_source"])
+    return "route" if attributes.get("http.route") else "url"
 
 
 def _request_name(attributes: Mapping[str, Any]) -> Optional[str]:
