@@ -28,7 +28,8 @@ from opentelemetry import trace as trace_api
 from opentelemetry.propagators import textmap
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from bridge.dsc import INCOMING_KEY, Incoming, current_span_dsc, merge_baggage, sentry_items
+from bridge.dsc import INCOMING_KEY, Incoming, merge_baggage, sentry_items
+from bridge.tracebook import current_span_dsc
 
 __all__ = ["SentryPropagator", "SENTRY_TRACE_HEADER", "BAGGAGE_HEADER", "parse_sentry_trace"]
 

@@ -129,7 +129,7 @@ def test_sentry_refusing_the_key_is_explained(
 @pytest.mark.parametrize(
     ("status", "explained"),
     [
-        (429, "rate-limited or over quota (limits: 60:error:key)"),
+        (429, "the project or key is rate-limited or over quota (limits: 60:error:key)"),
         (404, "no project 1 at 127.0.0.1:"),
         (500, "Sentry failed internally"),
     ],

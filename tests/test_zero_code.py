@@ -84,7 +84,8 @@ def test_opentelemetry_instrument_gunicorn_exports_to_both_backends(
 
     # The outgoing request carried both W3C and Sentry headers, for the same trace and span.
     headers = outgoing.headers
-    assert headers["traceparent"] == f"00-{call.trace_id}-{client.span_id}-01"
+    assert headers["traceparent"].startswith(f"00-{call.trace_id}-{client.span_id}-0")  # flags: sampled (+random)
+    assert int(headers["traceparent"][-2:], 16) & 1
     assert headers["sentry-trace"] == f"{call.trace_id}-{client.span_id}-1"
     baggage = headers["baggage"].split(",")
     assert "tenant=acme" in baggage and f"sentry-trace_id={call.trace_id}" in baggage

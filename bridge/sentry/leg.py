@@ -21,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from bridge import dsc as dsc_module
+from bridge import tracebook
 from bridge.config import Options
 from bridge.sample_rand import sample_rand, stated_rate
 from bridge.sampling import sampler_rate
@@ -163,7 +164,7 @@ class SentryLeg:
         return dsc
 
     def _dsc(self, span: Any) -> Optional[dict[str, str]]:
-        return dsc_module.dsc_for_span(span, head=self)
+        return tracebook.dsc_for_span(span, head=self)
 
     # -- builders (run on the transport's worker thread) -------------------------------------------
     def _transaction(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> Envelope:
@@ -283,7 +284,7 @@ class SentryLeg:
         """On the request's thread: its span (or context) still knows the incoming DSC."""
         span = scope.span if scope is not None else trace_api.NonRecordingSpan(span_context)
         named = (_request_name(attributes), _source(attributes))
-        return dsc_module.dsc_for_span(span, context_api.get_current(), head=self, root=named)
+        return tracebook.dsc_for_span(span, context_api.get_current(), head=self, root=named)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
@@ -320,12 +321,13 @@ class SentrySpanProcessor(SpanProcessor):
 
     def on_start(self, span: Any, parent_context: Optional[context_api.Context] = None) -> None:
         try:
-            dsc_module.remember(span, parent_context)  # local root and incoming DSC, for the trace's DSC
+            tracebook.remember(span, parent_context)  # the trace's incoming DSC and local root (bridge.tracebook)
         except Exception:
             logger.debug("otel-sentry-bridge: could not note the span's trace", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
+            tracebook.handover(span)  # the SDK passes a copy: the trace's state moves onto it
             self.leg.on_end(span)
         except Exception:
             logger.warning("otel-sentry-bridge: the Sentry leg could not take a span", exc_info=True)
