@@ -229,18 +229,20 @@ def send_sentry(options: Options, trace: TestTrace, timeout: float) -> list[Outc
     return outcomes
 
 
-def _detail(response: Response) -> str:
+def _detail(response: Response, secret: str) -> str:
+    """What the server said, if anything (the DSN's key masked, should it be echoed)."""
     try:
         detail = json.loads(response.body.decode("utf-8", "replace")).get("detail")
     except (ValueError, AttributeError):
         detail = response.body.decode("utf-8", "replace").strip()
-    return f" (it said: {str(detail)[:200]})" if detail else ""
+    text = str(detail or "")[:200].replace(secret, secret[:4] + "****") if secret else str(detail or "")[:200]
+    return f" (it said: {text})" if text else ""
 
 
 def _sentry_status(response: Response, options: Options) -> str:
     assert options.dsn is not None
     project, status = options.dsn.project_id, response.status
-    detail = _detail(response)
+    detail = _detail(response, options.dsn.public_key)
     if status == 401:
         return f"the request was not authenticated; the DSN's key was not accepted{detail}"
     if status == 403:

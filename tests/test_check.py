@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
+from urllib.parse import urlsplit
 
 import pytest
 
 from bridge.check import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, mask_url, run_check
 from tests.httpserver import Reply, unused_port
+from tests.peers.bugsink import Bugsink
 from tests.peers.otlp import OtlpReceiver
 from tests.peers.sentry import SentryReceiver
 
@@ -168,3 +171,25 @@ def test_a_wrong_otlp_path_is_explained(monkeypatch: pytest.MonkeyPatch) -> None
     assert status == EXIT_FAILED
     line = line_of(output, "OTLP test trace")
     assert "the collector answered 404: nothing at the path /v1/trace; OTLP/HTTP traces go to /v1/traces" in line
+
+
+def test_against_a_real_sentry_compatible_server(
+    monkeypatch: pytest.MonkeyPatch, bugsink: Bugsink, otlp_receiver: OtlpReceiver
+) -> None:
+    dsn, project_id = bugsink.new_project("check")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_receiver.endpoint)
+    status, output = check("--dsn", dsn)
+    assert status == EXIT_OK, output
+    [stored] = bugsink.wait_for_events(1, project_id=project_id)
+    assert stored["data"]["exception"]["values"][-1]["type"] == "CheckError"
+    error_line = line_of(output, "Sentry test error")
+    assert uuid.UUID(stored["event_id"]).hex in error_line
+
+    # The same server, a key it does not know: its own refusal, explained.
+    wrong = dsn.replace(urlsplit(dsn).username or "", "0" * 32, 1)
+    status, output = check("--dsn", wrong, "--otlp-endpoint", otlp_receiver.endpoint)
+    assert status == EXIT_FAILED
+    line = line_of(output, "Sentry test error")
+    assert line.startswith("  FAIL")
+    assert f"Sentry answered 403: the key in SENTRY_DSN is not valid for project {project_id}" in line
+    assert "0" * 32 not in output  # the server echoed the DSN: its key is masked there too
