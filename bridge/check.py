@@ -92,6 +92,10 @@ def run_check(
     try:
         with warnings:
             options = Options.resolve(arguments, environ)
+            if not options.disabled:
+                from bridge.setup import build_propagator
+
+                build_propagator(options)  # names in OTEL_PROPAGATORS must be installed
     except ConfigError as exc:
         write(f"\nFAIL configuration: {exc}")
         write("     Nothing was sent. Fix the setting above and run the check again.")

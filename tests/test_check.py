@@ -55,6 +55,7 @@ def test_the_printout_masks_secrets_and_says_where_each_value_came_from(monkeypa
         ({"SENTRY_TRACES_SAMPLE_RATE": "2"}, (), "SENTRY_TRACES_SAMPLE_RATE='2': a sample rate must be between 0 and"),
         ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, (), "OTEL_EXPORTER_OTLP_PROTOCOL='grpc'"),
         ({}, ("--set", "no_such_option=1"), "no_such_option='1': unknown option"),
+        ({"OTEL_PROPAGATORS": "tracecontext,b3"}, (), "OTEL_PROPAGATORS='tracecontext,b3': no propagator named 'b3'"),
         ({}, ("--set", "novalue"), "expected OPTION=VALUE"),
     ],
 )
