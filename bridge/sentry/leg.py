@@ -95,6 +95,7 @@ class SentryLeg:
         self.sample_rate = traces_sample_rate(options)
         self._lock = threading.Lock()
         self._reported_overflow = 0
+        self._closed = False
         self.processor = SentrySpanProcessor(self)
         dsc_module.set_head(self)  # outgoing baggage states this leg's DSC (bridge.dsc)
         os.register_at_fork(after_in_child=self._after_fork)
@@ -299,8 +300,12 @@ class SentryLeg:
         return self.transport.flush(timeout)
 
     def shutdown(self, timeout: float) -> None:
+        """Send what the assembler still holds, then stop the transport within ``timeout``. Idempotent."""
         dsc_module.clear_head(self)
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             ready = self.assembler.drain()
         for root, children in ready:
             self._submit(root, children)
