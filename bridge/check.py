@@ -35,7 +35,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     _arguments(parser)
-    parser.set_defaults(handler=lambda namespace: run_check(namespace))
+    parser.set_defaults(run=run_check)  # as the CLI's other commands: ``arguments.run(arguments) -> exit status``
     return parser
 
 

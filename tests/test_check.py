@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import uuid
@@ -9,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bridge.check import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, mask_url, run_check
+from bridge.check import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, add_parser, mask_url, run_check
 from tests.httpserver import Reply, unused_port
 from tests.peers.bugsink import Bugsink
 from tests.peers.otlp import OtlpReceiver
@@ -194,3 +195,11 @@ def test_against_a_real_sentry_compatible_server(
     assert line.startswith("  FAIL")
     assert f"Sentry answered 403: the key in SENTRY_DSN is not valid for project {project_id}" in line
     assert "0" * 32 not in output  # the server echoed the DSN: its key is masked there too
+
+
+def test_add_parser_plugs_into_a_subcommand_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="otel-sentry-bridge")
+    add_parser(parser.add_subparsers(dest="command"))
+    arguments = parser.parse_args(["check", "--no-send", "--service-name", "cli"])
+    assert arguments.run(arguments) == EXIT_OK
+    assert line_of(capsys.readouterr().out, "service_name").split() == ["service_name", "cli", "argument"]
