@@ -22,7 +22,11 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from bridge import dsc as dsc_module
+from bridge import tracebook
 from bridge.config import Options
+from bridge.sample_rand import sample_rand, stated_rate
+from bridge.sampling import sampler_rate
 from bridge.scope import LiveException, take_live_exceptions
 from bridge.sentry.assemble import Assembler
 from bridge.sentry.convert import (
@@ -65,11 +69,7 @@ def _release(options: Options, resource: Mapping[str, Any]) -> Optional[str]:
 
 def traces_sample_rate(options: Options) -> float:
     """The rate the one OTel sampler applies, for the DSC (``sample_rate``)."""
-    if options.sampler.endswith("always_off"):
-        return 0.0
-    if options.sampler.endswith("traceidratio"):
-        return 1.0 if options.sampler_arg is None else options.sampler_arg
-    return 1.0
+    return sampler_rate(options)
 
 
 class SentryLeg:
@@ -97,6 +97,7 @@ class SentryLeg:
         self._reported_overflow = 0
         self._closed = False
         self.processor = SentrySpanProcessor(self)
+        dsc_module.set_head(self)  # outgoing baggage states this leg's DSC (bridge.dsc)
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
@@ -138,26 +139,38 @@ class SentryLeg:
         if context is not None and context.trace_flags.sampled:
             self.transport.submit("transaction", lambda: self._transaction(root, children))
 
-    # -- builders (run on the transport's worker thread) -------------------------------------------
-    def _dsc(
-        self, trace_id: int, transaction: Optional[str], source: Optional[str], sampled: Optional[bool]
-    ) -> dict[str, str]:
-        return dynamic_sampling_context(
+    # -- the DSC (bridge.dsc: the upstream's when it sent one, else this one) ------------------------
+    def head_dsc(self, trace_id: int, sampled: bool, root: Optional[Any]) -> dict[str, str]:
+        """The DSC of a trace this service heads; ``sample_rand`` agrees with ``sampled`` (bridge.sample_rand).
+
+        ``root`` names the transaction: the local root span, or ``(name, source)``, or None.
+        """
+        named: tuple[Optional[str], Optional[str]] = (None, None)
+        if isinstance(root, ReadableSpan):
+            named = transaction_name(root)
+        elif isinstance(root, tuple):
+            named = root
+        rate = stated_rate(sampled, self.sample_rate)
+        dsc = dynamic_sampling_context(
             trace_id=trace_id,
             public_key=self.dsn.public_key,
             options=self.convert_options,
-            transaction=transaction,
-            sample_rate=self.sample_rate,
+            transaction=named[0],
+            sample_rate=rate,
             sampled=sampled,
-            source=source,
+            source=named[1],
             resource=self.resource.attributes,
         )
+        dsc["sample_rand"] = sample_rand(trace_id, sampled, rate)
+        return dsc
 
+    def _dsc(self, span: Any) -> Optional[dict[str, str]]:
+        return tracebook.dsc_for_span(span, head=self)
+
+    # -- builders (run on the transport's worker thread) -------------------------------------------
     def _transaction(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> Envelope:
         event = transaction_event(root, children, self.convert_options)
-        assert root.context is not None
-        source = (event.get("transaction_info") or {}).get("source")
-        return Envelope.for_event(event, self._dsc(root.context.trace_id, event.get("transaction"), source, True))
+        return Envelope.for_event(event, self._dsc(root))
 
     def _span_errors(
         self,
@@ -180,9 +193,7 @@ class SentryLeg:
                 continue
             if event_id:
                 event["event_id"] = event_id
-            envelope = self._finish(
-                event, by_index.get(index), span.context.trace_id, transaction, source, span.context.trace_flags.sampled
-            )
+            envelope = self._finish(event, by_index.get(index), self._dsc(span))
             if envelope is not None:
                 envelopes.append(envelope)
         # One event per envelope: the first is returned, any others queue up behind it.
@@ -191,13 +202,7 @@ class SentryLeg:
         return envelopes[0] if envelopes else None
 
     def _finish(
-        self,
-        event: dict[str, Any],
-        exc: Optional[BaseException],
-        trace_id: int,
-        transaction: Optional[str],
-        source: Optional[str],
-        sampled: Optional[bool],
+        self, event: dict[str, Any], exc: Optional[BaseException], dsc: Optional[dict[str, str]]
     ) -> Optional[Envelope]:
         """Apply sample_rate and before_send; wrap the event in its envelope."""
         if self.options.sample_rate < 1.0 and random.random() >= self.options.sample_rate:
@@ -217,7 +222,7 @@ class SentryLeg:
                 self.transport.record_lost("before_send", "error")
                 return None
             event = result
-        return Envelope.for_event(event, self._dsc(trace_id, transaction, source, sampled))
+        return Envelope.for_event(event, dsc)
 
     # -- errors of unsampled requests (their spans record nothing) ---------------------------------
     def capture_unsampled_exception(
@@ -230,6 +235,7 @@ class SentryLeg:
         event_id: str,
     ) -> str:
         attributes = dict(scope.attributes) if scope is not None else {}
+        dsc = self._unsampled_dsc(span_context, scope, attributes)
 
         def build() -> Optional[Envelope]:
             name = _request_name(attributes)
@@ -246,7 +252,7 @@ class SentryLeg:
                 traceback=traceback,
             )
             event["event_id"] = event_id
-            return self._finish(event, exc, span_context.trace_id, name, _source(attributes), False)
+            return self._finish(event, exc, dsc)
 
         self.transport.submit("error", build)
         return event_id
@@ -260,6 +266,7 @@ class SentryLeg:
         event_id: str,
     ) -> str:
         attributes = dict(scope.attributes) if scope is not None else {}
+        dsc = self._unsampled_dsc(span_context, scope, attributes)
 
         def build() -> Optional[Envelope]:
             name = _request_name(attributes)
@@ -275,10 +282,18 @@ class SentryLeg:
                 options=self.convert_options,
             )
             event["event_id"] = event_id
-            return self._finish(event, None, span_context.trace_id, name, _source(attributes), False)
+            return self._finish(event, None, dsc)
 
         self.transport.submit("error", build)
         return event_id
+
+    def _unsampled_dsc(
+        self, span_context: trace_api.SpanContext, scope: Optional[RequestScope], attributes: Mapping[str, Any]
+    ) -> Optional[dict[str, str]]:
+        """On the request's thread: its span (or context) still knows the incoming DSC."""
+        span = scope.span if scope is not None else trace_api.NonRecordingSpan(span_context)
+        named = (_request_name(attributes), _source(attributes))
+        return tracebook.dsc_for_span(span, context_api.get_current(), head=self, root=named)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
@@ -286,6 +301,7 @@ class SentryLeg:
 
     def shutdown(self, timeout: float) -> None:
         """Send what the assembler still holds, then stop the transport within ``timeout``. Idempotent."""
+        dsc_module.clear_head(self)
         with self._lock:
             if self._closed:
                 return
@@ -321,10 +337,14 @@ class SentrySpanProcessor(SpanProcessor):
         self.leg = leg
 
     def on_start(self, span: Any, parent_context: Optional[context_api.Context] = None) -> None:
-        pass
+        try:
+            tracebook.remember(span, parent_context)  # the trace's incoming DSC and local root (bridge.tracebook)
+        except Exception:
+            logger.debug("otel-sentry-bridge: could not note the span's trace", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
+            tracebook.handover(span)  # the SDK passes a copy: the trace's state moves onto it
             self.leg.on_end(span)
         except Exception:
             logger.warning("otel-sentry-bridge: the Sentry leg could not take a span", exc_info=True)
