@@ -1,5 +1,6 @@
 """The ``otel-sentry-bridge`` command.
 
+    otel-sentry-bridge check [--dsn DSN] [--no-send] ...       (bridge.check)
     otel-sentry-bridge serve [--listen HOST:PORT] [--routes FILE] [--max-body SIZE] ...
 
 ``serve`` receives OTLP/HTTP traces and sends them to Sentry (``bridge.receiver``). Exit status: 0 after a
@@ -32,8 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from bridge.check import add_parser as add_check  # each command sets ``run`` (namespace -> exit status)
+
+    add_check(commands)
     _add_serve(commands)
-    # `check` (print the effective configuration and where each value came from) is another issue's.
     return parser
 
 

@@ -44,6 +44,7 @@ from bridge import scope as scope_module
 from bridge import setup
 from bridge.scope import RequestScope, record_exception
 from bridge.sentry.privacy import filter_attributes
+from bridge.tracebook import remember as remember_trace
 
 __all__ = ["BridgeMiddleware"]
 
@@ -221,6 +222,8 @@ class BridgeMiddleware:
             kind = SpanKind.SERVER
             parent = propagate.extract(environ, context=parent, getter=wsgi_getter)
         span = bridge.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+        if not span.is_recording():  # no processor sees it; its errors still need the incoming DSC
+            remember_trace(span, parent, track=False)
         request = _Request(
             self, environ, bridge, span, trace_api.set_span_in_context(span, parent), attributes, start_response
         )

@@ -63,7 +63,9 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[sub
 
 def test_help_on_every_command() -> None:
     top = run_cli("--help")
-    assert top.returncode == 0 and "serve" in top.stdout
+    assert top.returncode == 0 and "serve" in top.stdout and "check" in top.stdout
+    check = run_cli("check", "--help")
+    assert check.returncode == 0 and "--no-send" in check.stdout
     serve = run_cli("serve", "--help")
     assert serve.returncode == 0
     for option in ("--listen", "--routes", "--max-body", "--buffer-ttl", "--buffer-size", "--shutdown-timeout"):

@@ -22,7 +22,11 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from bridge import dsc as dsc_module
+from bridge import tracebook
 from bridge.config import Options
+from bridge.sample_rand import sample_rand, stated_rate
+from bridge.sampling import sampler_rate
 from bridge.scope import LiveException, take_live_exceptions
 from bridge.sentry.assemble import Assembler
 from bridge.sentry.convert import (
@@ -50,18 +54,16 @@ ERROR_EVENT_NAMES = frozenset({"exception", "sentry.message"})
 
 def traces_sample_rate(options: Options) -> float:
     """The rate the one OTel sampler applies, for the DSC (``sample_rate``)."""
-    if options.sampler.endswith("always_off"):
-        return 0.0
-    if options.sampler.endswith("traceidratio"):
-        return 1.0 if options.sampler_arg is None else options.sampler_arg
-    return 1.0
+    return sampler_rate(options)
 
 
 class SentryLeg:
-    """``in_process=False`` (``serve``): spans come from other processes, so no frame is judged in-app by
-    this process's working directory. Environment and release come from ``SENTRY_ENVIRONMENT`` /
-    ``SENTRY_RELEASE`` when set, else from each span's own resource (the converter's rule), so one leg
-    serves spans of many resources."""
+    """Environment and release come from ``SENTRY_ENVIRONMENT`` / ``SENTRY_RELEASE`` when set, else from
+    each span's own resource (the converter's rule), so that one leg serves spans of many resources.
+
+    ``in_process=False`` (``otel-sentry-bridge serve``): the spans come from other processes, so no frame
+    is judged in-app by this process's working directory, and this leg does not state this process's DSC.
+    """
 
     def __init__(
         self,
@@ -92,7 +94,10 @@ class SentryLeg:
         self.sample_rate = traces_sample_rate(options)
         self._lock = threading.Lock()
         self._reported_overflow = 0
+        self._closed = False
         self.processor = SentrySpanProcessor(self)
+        if in_process:
+            dsc_module.set_head(self)  # outgoing baggage states this leg's DSC (bridge.dsc)
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
@@ -106,7 +111,7 @@ class SentryLeg:
         self._emit(ready, overflow)
 
     def expire(self) -> None:
-        """Send the buffered children whose root did not end within the time-to-live (call it when idle)."""
+        """Send what waited long enough in the assembler (roots due, children past their TTL); call when idle."""
         with self._lock:
             ready = self.assembler.sweep()
             overflow = self._overflow()
@@ -144,37 +149,48 @@ class SentryLeg:
                     seen.add(key)
             name, source = named
             live = take_live_exceptions(span.context.span_id)  # type: ignore[union-attr]
-            self.transport.submit("error", functools.partial(self._span_errors, span, name, source, skip, live))
+            self.transport.submit(
+                "error", functools.partial(self._span_errors, span, name, source, skip, live, root)
+            )
         context = root.context
         if context is not None and context.trace_flags.sampled:
             self.transport.submit("transaction", lambda: self._transaction(root, children))
 
-    # -- builders (run on the transport's worker thread) -------------------------------------------
-    def _dsc(
-        self,
-        trace_id: int,
-        transaction: Optional[str],
-        source: Optional[str],
-        sampled: Optional[bool],
-        resource: Optional[Resource] = None,
-    ) -> dict[str, str]:
-        return dynamic_sampling_context(
+    # -- the DSC (bridge.dsc: the upstream's when it sent one, else this one) ------------------------
+    def head_dsc(self, trace_id: int, sampled: bool, root: Optional[Any]) -> dict[str, str]:
+        """The DSC of a trace this service heads; ``sample_rand`` agrees with ``sampled`` (bridge.sample_rand).
+
+        ``root`` names the transaction: the local root span, or ``(name, source)``, or None.
+        """
+        named: tuple[Optional[str], Optional[str]] = (None, None)
+        resource = self.resource
+        if isinstance(root, ReadableSpan):
+            named = transaction_name(root)
+            resource = root.resource or resource  # environment and release as on the root's events
+        elif isinstance(root, tuple):
+            named = root
+        rate = stated_rate(sampled, self.sample_rate)
+        dsc = dynamic_sampling_context(
             trace_id=trace_id,
             public_key=self.dsn.public_key,
             options=self.convert_options,
-            transaction=transaction,
-            sample_rate=self.sample_rate,
+            transaction=named[0],
+            sample_rate=rate,
             sampled=sampled,
-            source=source,
-            resource=(resource or self.resource).attributes,
+            source=named[1],
+            resource=resource.attributes,
         )
+        dsc["sample_rand"] = sample_rand(trace_id, sampled, rate)
+        return dsc
 
+    def _dsc(self, span: Any, root: Optional[ReadableSpan] = None) -> Optional[dict[str, str]]:
+        """``root``: the local root of ``span``'s transaction, for spans the tracebook does not know."""
+        return tracebook.dsc_for_span(span, head=self, root=root)
+
+    # -- builders (run on the transport's worker thread) -------------------------------------------
     def _transaction(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> Envelope:
         event = transaction_event(root, children, self.convert_options)
-        assert root.context is not None
-        source = (event.get("transaction_info") or {}).get("source")
-        dsc = self._dsc(root.context.trace_id, event.get("transaction"), source, True, root.resource)
-        return Envelope.for_event(event, dsc)
+        return Envelope.for_event(event, self._dsc(root))
 
     def _span_errors(
         self,
@@ -183,6 +199,7 @@ class SentryLeg:
         source: Optional[str],
         skip: set[int],
         kept: Mapping[str, LiveException],
+        root: Optional[ReadableSpan] = None,
     ) -> Optional[Envelope]:
         indices = [i for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
         event_ids = [str((span.events[i].attributes or {}).get("sentry.event_id") or "") for i in indices]
@@ -197,15 +214,7 @@ class SentryLeg:
                 continue
             if event_id:
                 event["event_id"] = event_id
-            envelope = self._finish(
-                event,
-                by_index.get(index),
-                span.context.trace_id,
-                transaction,
-                source,
-                span.context.trace_flags.sampled,
-                span.resource,
-            )
+            envelope = self._finish(event, by_index.get(index), self._dsc(span, root))
             if envelope is not None:
                 envelopes.append(envelope)
         # One event per envelope: the first is returned, any others queue up behind it.
@@ -214,14 +223,7 @@ class SentryLeg:
         return envelopes[0] if envelopes else None
 
     def _finish(
-        self,
-        event: dict[str, Any],
-        exc: Optional[BaseException],
-        trace_id: int,
-        transaction: Optional[str],
-        source: Optional[str],
-        sampled: Optional[bool],
-        resource: Optional[Resource] = None,
+        self, event: dict[str, Any], exc: Optional[BaseException], dsc: Optional[dict[str, str]]
     ) -> Optional[Envelope]:
         """Apply sample_rate and before_send; wrap the event in its envelope."""
         if self.options.sample_rate < 1.0 and random.random() >= self.options.sample_rate:
@@ -241,7 +243,7 @@ class SentryLeg:
                 self.transport.record_lost("before_send", "error")
                 return None
             event = result
-        return Envelope.for_event(event, self._dsc(trace_id, transaction, source, sampled, resource))
+        return Envelope.for_event(event, dsc)
 
     # -- errors of unsampled requests (their spans record nothing) ---------------------------------
     def capture_unsampled_exception(
@@ -254,6 +256,7 @@ class SentryLeg:
         event_id: str,
     ) -> str:
         attributes = dict(scope.attributes) if scope is not None else {}
+        dsc = self._unsampled_dsc(span_context, scope, attributes)
 
         def build() -> Optional[Envelope]:
             name = _request_name(attributes)
@@ -270,7 +273,7 @@ class SentryLeg:
                 traceback=traceback,
             )
             event["event_id"] = event_id
-            return self._finish(event, exc, span_context.trace_id, name, _source(attributes), False)
+            return self._finish(event, exc, dsc)
 
         self.transport.submit("error", build)
         return event_id
@@ -284,6 +287,7 @@ class SentryLeg:
         event_id: str,
     ) -> str:
         attributes = dict(scope.attributes) if scope is not None else {}
+        dsc = self._unsampled_dsc(span_context, scope, attributes)
 
         def build() -> Optional[Envelope]:
             name = _request_name(attributes)
@@ -299,17 +303,30 @@ class SentryLeg:
                 options=self.convert_options,
             )
             event["event_id"] = event_id
-            return self._finish(event, None, span_context.trace_id, name, _source(attributes), False)
+            return self._finish(event, None, dsc)
 
         self.transport.submit("error", build)
         return event_id
+
+    def _unsampled_dsc(
+        self, span_context: trace_api.SpanContext, scope: Optional[RequestScope], attributes: Mapping[str, Any]
+    ) -> Optional[dict[str, str]]:
+        """On the request's thread: its span (or context) still knows the incoming DSC."""
+        span = scope.span if scope is not None else trace_api.NonRecordingSpan(span_context)
+        named = (_request_name(attributes), _source(attributes))
+        return tracebook.dsc_for_span(span, context_api.get_current(), head=self, root=named)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
         return self.transport.flush(timeout)
 
     def shutdown(self, timeout: float) -> None:
+        """Send what the assembler still holds, then stop the transport within ``timeout``. Idempotent."""
+        dsc_module.clear_head(self)
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             ready = self.assembler.drain()
         for root, children in ready:
             self._submit(root, children)
@@ -341,10 +358,14 @@ class SentrySpanProcessor(SpanProcessor):
         self.leg = leg
 
     def on_start(self, span: Any, parent_context: Optional[context_api.Context] = None) -> None:
-        pass
+        try:
+            tracebook.remember(span, parent_context)  # the trace's incoming DSC and local root (bridge.tracebook)
+        except Exception:
+            logger.debug("otel-sentry-bridge: could not note the span's trace", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
+            tracebook.handover(span)  # the SDK passes a copy: the trace's state moves onto it
             self.leg.on_end(span)
         except Exception:
             logger.warning("otel-sentry-bridge: the Sentry leg could not take a span", exc_info=True)
