@@ -5,6 +5,7 @@ the Sentry leg → a Sentry receiver that judges every envelope with sentry-sdk'
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -336,3 +337,33 @@ def test_the_gauge_counts_envelopes_not_yet_built_and_returns_to_zero(sentry_rec
     assert transport.flush(10)
     assert transport.pending == 0
     transport.shutdown(1)
+
+
+def child_error_request(tracer: trace_api.Tracer) -> None:
+    attributes = {"http.request.method": "GET", "http.route": "/pay"}
+    with tracer.start_as_current_span("GET /pay", kind=SpanKind.SERVER, attributes=attributes):
+        with tracer.start_as_current_span("charge") as child:
+            try:
+                lookup_order("9")
+            except KeyError as exc:
+                child.record_exception(exc)
+
+
+def test_each_service_keeps_its_environment_and_release_in_events_and_dsc(sentry_receiver: SentryReceiver) -> None:
+    with serving({"SENTRY_DSN": sentry_receiver.dsn}) as url:
+        staging = {"service.name": "pay", "deployment.environment.name": "staging", "service.version": "2.0"}
+        export(url, child_error_request, staging)
+        export(url, child_error_request, {"service.name": "shop"})
+        sentry_receiver.wait_for_items("transaction", 2)
+        sentry_receiver.wait_for_items("event", 2)
+    by_service: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for received in sentry_receiver.received:
+        header = json.loads(received.request.data.partition(b"\n")[0])
+        for _, payload in received.items:
+            by_service.setdefault(payload["tags"]["service.name"], []).append((header["trace"], payload))
+    for service, environment, release in (("pay", "staging", "2.0"), ("shop", "production", None)):
+        assert len(by_service[service]) == 2  # its transaction and its error
+        for dsc, payload in by_service[service]:
+            assert payload["environment"] == dsc["environment"] == environment
+            assert payload.get("release") == dsc.get("release") == release
+            assert dsc["transaction"] == "GET /pay"  # the error of a child span too: its root names it
