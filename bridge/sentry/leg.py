@@ -5,6 +5,7 @@ conversion, serialization, compression and the HTTP POST all happen on the trans
 Rate-limited categories are refused before any conversion happens. Errors are sent whether or not the
 trace was sampled (``sample_rate`` governs them, as in Sentry).
 """
+
 from __future__ import annotations
 
 import logging
@@ -110,18 +111,36 @@ class SentryLeg:
             self._submit(root, children)
 
     def _submit(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> None:
-        transaction: Optional[str] = None
+        named: Optional[tuple[str, str]] = None
+        seen: set[tuple[Any, Any]] = set()
         for span in (root, *children):
-            if span.events and any(event.name in ERROR_EVENT_NAMES for event in span.events):
-                if transaction is None:
-                    transaction = transaction_name(root)[0]
-                self.transport.submit("error", lambda span=span, name=transaction: self._span_errors(span, name))
+            if not span.events or not any(event.name in ERROR_EVENT_NAMES for event in span.events):
+                continue
+            if named is None:
+                named = transaction_name(root)
+            # An exception escaping nested spans is recorded on each of them: report it once, from the
+            # outermost span (the root comes first; it holds the live exception and the longest stack).
+            skip = set()
+            for index, event in enumerate(span.events):
+                if event.name == "exception":
+                    attributes = event.attributes or {}
+                    key = (attributes.get("exception.type"), attributes.get("exception.message"))
+                    if key in seen:
+                        skip.add(index)
+                    seen.add(key)
+            name, source = named
+            self.transport.submit(
+                "error",
+                lambda span=span, skip=skip, name=name, source=source: self._span_errors(span, name, source, skip),
+            )
         context = root.context
         if context is not None and context.trace_flags.sampled:
             self.transport.submit("transaction", lambda: self._transaction(root, children))
 
     # -- builders (run on the transport's worker thread) -------------------------------------------
-    def _dsc(self, trace_id: int, transaction: Optional[str], sampled: Optional[bool]) -> dict[str, str]:
+    def _dsc(
+        self, trace_id: int, transaction: Optional[str], source: Optional[str], sampled: Optional[bool]
+    ) -> dict[str, str]:
         return dynamic_sampling_context(
             trace_id=trace_id,
             public_key=self.dsn.public_key,
@@ -129,32 +148,34 @@ class SentryLeg:
             transaction=transaction,
             sample_rate=self.sample_rate,
             sampled=sampled,
+            source=source,
+            resource=self.resource.attributes,
         )
 
     def _transaction(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> Envelope:
         event = transaction_event(root, children, self.convert_options)
         assert root.context is not None
-        return Envelope.for_event(event, self._dsc(root.context.trace_id, event.get("transaction"), True))
+        source = (event.get("transaction_info") or {}).get("source")
+        return Envelope.for_event(event, self._dsc(root.context.trace_id, event.get("transaction"), source, True))
 
-    def _span_errors(self, span: ReadableSpan, transaction: Optional[str]) -> Optional[Envelope]:
+    def _span_errors(
+        self, span: ReadableSpan, transaction: Optional[str], source: Optional[str], skip: set[int]
+    ) -> Optional[Envelope]:
         kept: Mapping[str, BaseException] = getattr(span, EXCEPTIONS_ATTR, None) or {}
-        by_index: dict[int, BaseException] = {}
-        event_ids: list[Optional[str]] = []
-        for index, event in enumerate(span.events):
-            if event.name not in ERROR_EVENT_NAMES:
-                continue
-            event_id = (event.attributes or {}).get("sentry.event_id")
-            event_ids.append(str(event_id) if event_id else None)
-            if event_id in kept:
-                by_index[index] = kept[str(event_id)]
+        indices = [i for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
+        event_ids = [str((span.events[i].attributes or {}).get("sentry.event_id") or "") for i in indices]
+        by_index = {i: kept[event_id] for i, event_id in zip(indices, event_ids) if event_id in kept}
         events = error_events(span, transaction, self.convert_options, by_index or None)
-        exceptions = [by_index.get(i) for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
         assert span.context is not None
         envelopes: list[Envelope] = []
-        for event, event_id, exc in zip(events, event_ids, exceptions):
+        for index, event_id, event in zip(indices, event_ids, events):
+            if index in skip:
+                continue
             if event_id:
                 event["event_id"] = event_id
-            envelope = self._finish(event, exc, span.context.trace_id, transaction, span.context.trace_flags.sampled)
+            envelope = self._finish(
+                event, by_index.get(index), span.context.trace_id, transaction, source, span.context.trace_flags.sampled
+            )
             if envelope is not None:
                 envelopes.append(envelope)
         # One event per envelope: the first is returned, any others queue up behind it.
@@ -168,6 +189,7 @@ class SentryLeg:
         exc: Optional[BaseException],
         trace_id: int,
         transaction: Optional[str],
+        source: Optional[str],
         sampled: Optional[bool],
     ) -> Optional[Envelope]:
         """Apply sample_rate and before_send; wrap the event in its envelope."""
@@ -188,7 +210,7 @@ class SentryLeg:
                 self.transport.record_lost("before_send", "error")
                 return None
             event = result
-        return Envelope.for_event(event, self._dsc(trace_id, transaction, sampled))
+        return Envelope.for_event(event, self._dsc(trace_id, transaction, source, sampled))
 
     # -- errors of unsampled requests (their spans record nothing) ---------------------------------
     def capture_unsampled_exception(
@@ -215,7 +237,7 @@ class SentryLeg:
                 options=self.convert_options,
             )
             event["event_id"] = event_id
-            return self._finish(event, exc, span_context.trace_id, name, False)
+            return self._finish(event, exc, span_context.trace_id, name, _source(attributes), False)
 
         self.transport.submit("error", build)
         return event_id
@@ -244,7 +266,7 @@ class SentryLeg:
                 options=self.convert_options,
             )
             event["event_id"] = event_id
-            return self._finish(event, None, span_context.trace_id, name, False)
+            return self._finish(event, None, span_context.trace_id, name, _source(attributes), False)
 
         self.transport.submit("error", build)
         return event_id
@@ -259,6 +281,12 @@ class SentryLeg:
         for root, children in ready:
             self._submit(root, children)
         self.transport.shutdown(timeout)
+
+
+def _source(attributes: Mapping[str, Any]) -> str:
+    if attributes.get("sentry.transaction_source"):
+        return str(attributes["sentry.transaction_source"])
+    return "route" if attributes.get("http.route") else "url"
 
 
 def _request_name(attributes: Mapping[str, Any]) -> Optional[str]:

@@ -1,0 +1,138 @@
+"""Real spans for the converter's tests: the OpenTelemetry SDK, OpenTelemetry's WSGI middleware driven by
+werkzeug's test client, and a stand-in for ``bridge.stacktraces.parse`` until that package is merged.
+
+Every event a test makes goes through ``sent`` → ``Envelope.for_event(...).serialize()`` →
+``tests.judges.assert_valid_envelope`` (Relay's normalizer).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry.instrumentation import _semconv
+from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from werkzeug.test import Client
+
+from bridge.sentry.convert import ConvertOptions, dynamic_sampling_context
+from bridge.sentry.envelope import Envelope
+from tests.judges import assert_valid_envelope
+
+PUBLIC_KEY = "0123456789abcdef0123456789abcdef"
+
+
+class Recorder:
+    """A TracerProvider whose finished spans are kept in memory."""
+
+    def __init__(self, resource: Mapping[str, Any] | None = None) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider(resource=Resource.create(dict(resource or {})))
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("tests.convert")
+
+    @property
+    def spans(self) -> tuple[ReadableSpan, ...]:
+        return self.exporter.get_finished_spans()
+
+    def root(self) -> ReadableSpan:
+        roots = [span for span in self.spans if span.parent is None or span.parent.is_remote]
+        assert len(roots) == 1, roots
+        return roots[0]
+
+    def children(self, root: ReadableSpan) -> list[ReadableSpan]:
+        return [span for span in self.spans if span is not root]
+
+
+@contextmanager
+def semconv_mode(mode: str | None) -> Iterator[None]:
+    """Make OpenTelemetry's instrumentations read OTEL_SEMCONV_STABILITY_OPT_IN afresh (it is read once per
+    process): ``None`` (old conventions), ``"http"`` (new) or ``"http/dup"`` (both)."""
+    import os
+
+    stability = _semconv._OpenTelemetrySemanticConventionStability
+    saved_env = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN")
+    saved = (stability._initialized, dict(stability._OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING))
+    if mode is None:
+        os.environ.pop("OTEL_SEMCONV_STABILITY_OPT_IN", None)
+    else:
+        os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = mode
+    stability._initialized = False
+    stability._OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING = {}
+    try:
+        stability._initialize()
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop("OTEL_SEMCONV_STABILITY_OPT_IN", None)
+        else:
+            os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = saved_env
+        stability._initialized, stability._OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING = saved
+
+
+def wsgi_client(app: Any, recorder: Recorder, mode: str | None = None) -> Client:
+    """werkzeug's test client on ``app`` wrapped by OpenTelemetry's WSGI middleware (semconv ``mode``)."""
+    with semconv_mode(mode):
+        wrapped = OpenTelemetryMiddleware(app, tracer_provider=recorder.provider)
+    return Client(wrapped, use_cookies=False)
+
+
+def sent(event: dict[str, Any], options: ConvertOptions | None = None, **dsc_args: Any) -> bytes:
+    """The envelope the bridge would send for ``event``, judged by Relay; returns its bytes."""
+    options = options or ConvertOptions()
+    trace_id = int(event["contexts"]["trace"]["trace_id"], 16)
+    dsc = dynamic_sampling_context(
+        trace_id=trace_id,
+        public_key=PUBLIC_KEY,
+        options=options,
+        transaction=event.get("transaction"),
+        sample_rate=dsc_args.pop("sample_rate", 1.0),
+        sampled=dsc_args.pop("sampled", True),
+        **dsc_args,
+    )
+    raw = Envelope.for_event(event, dsc).serialize()
+    items = assert_valid_envelope(raw)
+    assert [kind for kind, _ in items] == ["transaction" if event.get("type") == "transaction" else "event"]
+    return raw
+
+
+# --- Stand-in for bridge.stacktraces.parse (Python tracebacks only), until that package is merged. ----------
+# Same API: parse(text, language) -> [ParsedException] oldest first, frames oldest first. It also reports, on
+# each older exception, how it leads to the next ("source"), which the converter uses when present.
+
+_FILE_LINE = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<lineno>\d+), in (?P<function>.+)$')
+_LINKS = {
+    "The above exception was the direct cause of the following exception:": "__cause__",
+    "During handling of the above exception, another exception occurred:": "__context__",
+}
+
+
+def stub_parse(text: str, language: str | None = None) -> list[dict[str, Any]]:
+    exceptions: list[dict[str, Any]] = []
+    frames: list[dict[str, Any]] = []
+    in_traceback = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped == "Traceback (most recent call last):":
+            in_traceback, frames = True, []
+        elif stripped in _LINKS and exceptions:
+            exceptions[-1]["source"] = _LINKS[stripped]
+        elif (match := _FILE_LINE.match(line)) is not None:
+            frames.append(
+                {
+                    "filename": match["path"],
+                    "abs_path": match["path"],
+                    "lineno": int(match["lineno"]),
+                    "function": match["function"],
+                }
+            )
+        elif in_traceback and stripped and not line.startswith(" "):
+            qualified, _, value = line.partition(": ")
+            module, _, name = qualified.rpartition(".")
+            exceptions.append({"type": name, "module": module or None, "value": value, "frames": frames})
+            in_traceback, frames = False, []
+    return exceptions
