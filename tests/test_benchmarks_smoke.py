@@ -54,3 +54,43 @@ def test_smoke_mode_runs_and_counts_what_it_delivers(tmp_path: Path) -> None:
         assert got == want > 0
     else:
         assert "wrk is missing" in done.stderr
+
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8000/hello
+  1 threads and 1 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   310.12us  1.20ms  40.01ms   98.76%
+    Req/Sec     3.21k   210.00     3.50k    80.00%
+  Latency Distribution
+     50%  251.00us
+     75%  290.00us
+     90%  350.00us
+     99%    1.50ms
+  32100 requests in 10.00s, 4.20MB read
+  Non-2xx or 3xx responses: 3210
+Requests/sec:   3209.87
+Transfer/sec:    430.00KB
+"""
+
+
+def test_wrk_output_is_parsed_in_milliseconds() -> None:
+    from benchmarks.gunicorn_wrk import parse_wrk
+
+    parsed = parse_wrk(WRK_OUTPUT)
+    assert parsed["rps"] == 3209.87 and parsed["requests"] == 32100 and parsed["non_2xx"] == 3210
+    assert parsed["p50_ms"] == 0.251 and parsed["p99_ms"] == 1.5 and parsed["socket_errors"] == 0
+
+
+def test_sink_counts_envelope_items_and_client_reports() -> None:
+    from benchmarks.sink import Counts
+
+    report = b'{"discarded_events":[{"reason":"queue_overflow","category":"transaction","quantity":3}]}'
+    event = b'{"event_id":"ab"}'
+    envelope = (
+        b'{"event_id":"ab"}\n{"type":"event","length":%d}\n%s\n{"type":"client_report"}\n%s\n'
+        % (len(event), event, report)
+    )
+    counts = Counts()
+    counts.envelope(envelope)
+    assert counts.sentry_errors == 1 and counts.sentry_transactions == 0
+    assert counts.client_reports == {"queue_overflow:transaction": 3}
