@@ -168,11 +168,11 @@ def _join(*parts: str) -> str:
     return "; ".join(part for part in parts if part)
 
 
-def losses_note(tables: Iterable[dict[str, dict[str, Any]]], labels: dict[str, str]) -> list[str]:
+def losses_note(inprocess: dict[str, Any], served: dict[str, Any], labels: dict[str, str]) -> list[str]:
     """Which runs lost items: their CPU figure leaves out the work of exporting what was lost."""
     lossy = [
-        f"{labels.get(config, config)} {scenario}"
-        for table in tables
+        f"{where}{labels.get(config, config)} {scenario}"
+        for where, table in (("", inprocess), ("gunicorn: ", served))
         for config, by_scenario in table.items()
         for scenario, summary in by_scenario.items()
         if _losses([summary])[0]
@@ -235,9 +235,9 @@ def markdown(
                     + " |"
                 )
     drops = [
-        f"{labels.get(s['config'], s['config'])} {s['scenario']}: "
+        f"{where}{labels.get(s['config'], s['config'])} {s['scenario']}: "
         + ", ".join(f"{key} {n}" for key, n in sorted(s["client_reports"].items()))
-        for table in (inprocess, served)
+        for where, table in (("", inprocess), ("gunicorn: ", served))
         for by_scenario in table.values()
         for s in by_scenario.values()
         if s["client_reports"]
@@ -245,7 +245,7 @@ def markdown(
     if drops:
         lines += ["", "Losses the SDKs reported themselves (client reports, reason:category quantity):", ""]
         lines += [f"- {line}" for line in drops]
-    for note in losses_note((inprocess, served), labels):
+    for note in losses_note(inprocess, served, labels):
         lines += ["", note]
     problems = sum(s["sink_problems"] for table in (inprocess, served) for v in table.values() for s in v.values())
     if problems:
