@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Optional
@@ -139,11 +140,12 @@ class Bridge:
         if self.provider is None or self._closed:
             return
         timeout = self.options.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
         self._closed = True
         with _suppressed():
-            if self.sentry is not None:
-                self.sentry.shutdown(0.1)
+            if self.sentry is not None:  # before the provider, so its processor's shutdown is a no-op
+                self.sentry.shutdown(max(0.0, deadline - time.monotonic()))
             self.provider.shutdown()
 
 

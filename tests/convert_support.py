@@ -1,12 +1,11 @@
 """Real spans for the converter's tests: the OpenTelemetry SDK, OpenTelemetry's WSGI middleware driven by
-werkzeug's test client, and a stand-in for ``bridge.stacktraces.parse`` until that package is merged.
+werkzeug's test client, and ``stub_parse``: now the real ``bridge.stacktraces.parse``.
 
 Every event a test makes goes through ``sent`` → ``Envelope.for_event(...).serialize()`` →
 ``tests.judges.assert_valid_envelope`` (Relay's normalizer).
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +20,7 @@ from werkzeug.test import Client
 
 from bridge.sentry.convert import ConvertOptions, dynamic_sampling_context
 from bridge.sentry.envelope import Envelope
+from bridge.stacktraces import parse as parse_stacktrace_text
 from tests.judges import assert_valid_envelope
 
 PUBLIC_KEY = "0123456789abcdef0123456789abcdef"
@@ -100,39 +100,5 @@ def sent(event: dict[str, Any], options: ConvertOptions | None = None, **dsc_arg
     return raw
 
 
-# --- Stand-in for bridge.stacktraces.parse (Python tracebacks only), until that package is merged. ----------
-# Same API: parse(text, language) -> [ParsedException] oldest first, frames oldest first. It also reports, on
-# each older exception, how it leads to the next ("source"), which the converter uses when present.
-
-_FILE_LINE = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<lineno>\d+), in (?P<function>.+)$')
-_LINKS = {
-    "The above exception was the direct cause of the following exception:": "__cause__",
-    "During handling of the above exception, another exception occurred:": "__context__",
-}
-
-
-def stub_parse(text: str, language: str | None = None) -> list[dict[str, Any]]:
-    exceptions: list[dict[str, Any]] = []
-    frames: list[dict[str, Any]] = []
-    in_traceback = False
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped == "Traceback (most recent call last):":
-            in_traceback, frames = True, []
-        elif stripped in _LINKS and exceptions:
-            exceptions[-1]["source"] = _LINKS[stripped]
-        elif (match := _FILE_LINE.match(line)) is not None:
-            frames.append(
-                {
-                    "filename": match["path"],
-                    "abs_path": match["path"],
-                    "lineno": int(match["lineno"]),
-                    "function": match["function"],
-                }
-            )
-        elif in_traceback and stripped and not line.startswith(" "):
-            qualified, _, value = line.partition(": ")
-            module, _, name = qualified.rpartition(".")
-            exceptions.append({"type": name, "module": module or None, "value": value, "frames": frames})
-            in_traceback, frames = False, []
-    return exceptions
+# The real stack-trace parser, under the name the converter tests have used since before it was merged.
+stub_parse = parse_stacktrace_text

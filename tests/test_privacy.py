@@ -93,6 +93,16 @@ def test_filter_attributes() -> None:
     assert filter_attributes(None, False) == {}
 
 
+# The crashing app comes before the canaries: its frames' source context must not quote them.
+def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    environ["wsgi.input"].read()
+    if environ["PATH_INFO"] == "/crash":
+        raise RuntimeError("crashed")
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Set-Cookie", SET_COOKIE)])
+    return [b"ok"]
+
+
+
 REQUEST_HEADERS = {
     "Cookie": "sid=CANARY-COOKIE",
     "Authorization": "Bearer CANARY-AUTH",
@@ -109,14 +119,7 @@ CANARIES = [
     "CANARY-XAUTH", "CANARY-SETCOOKIE", "CANARY-PW", "CANARY-QKEY", CLIENT_IP,
 ]  # fmt: skip
 BODY = "CANARY-BODY"
-
-
-def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    environ["wsgi.input"].read()
-    if environ["PATH_INFO"] == "/crash":
-        raise RuntimeError("crashed")
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Set-Cookie", "session=CANARY-SETCOOKIE")])
-    return [b"ok"]
+SET_COOKIE = "session=CANARY-SETCOOKIE"
 
 
 @pytest.mark.parametrize("mode", [None, "http", "http/dup"])

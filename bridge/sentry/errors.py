@@ -10,11 +10,13 @@ Handled or not: an ``exception`` event whose ``exception.escaped`` is true did n
 "handled": false}`` (``"otel"`` instead of ``"wsgi"`` for spans of non-Python services), handled ones
 ``{"type": "generic", "handled": true}``.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from types import TracebackType
 from typing import Any, Final
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -156,9 +158,11 @@ def error_events(
     transaction: str | None,
     options: ConvertOptions,
     exceptions: Mapping[int, BaseException] | None = None,
+    tracebacks: Mapping[int, TracebackType] | None = None,
 ) -> list[dict[str, Any]]:
     """One error event per ``exception`` event of ``span`` and one message event per ``sentry.message``
-    event. ``exceptions`` maps an index in ``span.events`` to the live exception (exact frames)."""
+    event. ``exceptions`` maps an index in ``span.events`` to the live exception (exact frames), and
+    ``tracebacks`` to its traceback as it was when recorded (see ``exception_values``)."""
     events: Sequence[Any] = span.events or ()
     exception_indices = [index for index, event in enumerate(events) if event.name == "exception"]
     if not exception_indices and not any(event.name == "sentry.message" for event in events):
@@ -195,7 +199,13 @@ def error_events(
             kind = _mechanism_type(view, handled)
             live = exceptions.get(index) if exceptions else None
             if live is not None and _is_recorded(live, event_attributes):
-                values = exception_values(live, handled=handled, mechanism_type=kind, options=options)
+                values = exception_values(
+                    live,
+                    handled=handled,
+                    mechanism_type=kind,
+                    options=options,
+                    traceback=tracebacks.get(index) if tracebacks else None,
+                )
             else:
                 values = values_from_text(
                     event_attributes, handled=handled, mechanism_type=kind, options=options, language=view.language
@@ -218,6 +228,7 @@ def exception_event(
     attributes: Mapping[str, Any] | None,
     resource: Mapping[str, Any] | None,
     options: ConvertOptions,
+    traceback: TracebackType | None = None,
 ) -> dict[str, Any]:
     """An error event for a live exception outside any recorded span (the request was not sampled).
 
@@ -238,7 +249,9 @@ def exception_event(
         timestamp=time.time(),
     )
     event["level"] = "error"
-    values = exception_values(exc, handled=handled, mechanism_type=_mechanism_type(view, handled), options=options)
+    values = exception_values(
+        exc, handled=handled, mechanism_type=_mechanism_type(view, handled), options=options, traceback=traceback
+    )
     event["exception"] = {"values": values}
     return _fit(event)
 

@@ -5,11 +5,13 @@ Exceptions are listed oldest first. A chain (``__cause__``; ``__context__`` unle
 the members of an exception group) is linked by ``mechanism.exception_id`` / ``parent_id`` / ``source``;
 the newest exception, listed last, has ``exception_id`` 0.
 """
+
 from __future__ import annotations
 
 import builtins
 import sys
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any, Final
 
 from bridge.sentry.context import ConvertOptions, first_str
@@ -54,9 +56,19 @@ def _mechanism(
 
 
 def exception_values(
-    exc: BaseException, *, handled: bool, mechanism_type: str, options: ConvertOptions
+    exc: BaseException,
+    *,
+    handled: bool,
+    mechanism_type: str,
+    options: ConvertOptions,
+    traceback: TracebackType | None = None,
 ) -> list[dict[str, Any]]:
-    """Sentry's ``exception.values`` for a live exception and its chain, oldest first, frames exact."""
+    """Sentry's ``exception.values`` for a live exception and its chain, oldest first, frames exact.
+
+    ``traceback``: the exception's traceback as it was when it was recorded. An exception keeps gaining
+    frames as it propagates past the recording point (up to the server's loop); the stack Sentry shows
+    ends where the bridge caught it, as sentry-sdk's does.
+    """
     newest_first: list[dict[str, Any]] = []
     seen: set[int] = set()
 
@@ -75,7 +87,8 @@ def exception_values(
         }
         if _GROUP is not None and isinstance(error, _GROUP):
             value["mechanism"]["is_exception_group"] = True
-        stacktrace = frames_from_traceback(error.__traceback__, options)
+        recorded_tb = traceback if parent_id is None and traceback is not None else error.__traceback__
+        stacktrace = frames_from_traceback(recorded_tb, options)
         if stacktrace:
             value["stacktrace"] = stacktrace
         newest_first.append(value)

@@ -11,6 +11,7 @@ library and ``<frozen ...>`` → not; JVM/.NET runtime modules → not; then, fo
 
 Text is parsed by ``bridge.stacktraces.parse`` through the single adapter ``parse_stacktrace`` below.
 """
+
 from __future__ import annotations
 
 import functools
@@ -203,16 +204,22 @@ def frames_from_parsed(
         abs_path = frame.get("abs_path") if isinstance(frame.get("abs_path"), str) else None
         if abs_path is None and isinstance(frame.get("filename"), str) and os.path.isabs(frame["filename"]):
             abs_path = frame["abs_path"] = frame["filename"]
+        local = bool(abs_path and os.path.isabs(abs_path) and os.path.isfile(abs_path))
         module = frame.get("module") if isinstance(frame.get("module"), str) else None
-        if module is None and is_python and abs_path:
-            module = module_for_path(abs_path)
+        if is_python and abs_path and (module is None or local):
+            # A file on this machine: its module as this interpreter imports it beats a parser's guess.
+            module = module_for_path(abs_path) or module
             if module:
                 frame["module"] = module
-        if abs_path and frame.get("filename") in (None, abs_path):
+        if abs_path and (frame.get("filename") in (None, abs_path) or (local and is_python)):
             frame["filename"] = filename_for(abs_path, module) if is_python else abs_path
         if not isinstance(frame.get("in_app"), bool):
             frame["in_app"] = is_in_app(abs_path, module, options, language)
-        if abs_path and "context_line" not in frame and os.path.isabs(abs_path) and os.path.isfile(abs_path):
+        if local:
+            # The source as it is (indentation and all, as sentry-sdk shows it), not the trimmed copy
+            # the traceback text carries.
+            for key in ("pre_context", "context_line", "post_context"):
+                frame.pop(key, None)
             _add_context(frame)
         frames.append(frame)
     stacktrace: dict[str, Any] = {"frames": frames}
@@ -250,6 +257,16 @@ def _load_parser() -> _Parser | None:
     return parse  # type: ignore[no-any-return]
 
 
+# Sentry's mechanism.source for each parser relation: Python's attribute names, else what the Java and
+# .NET SDKs write.
+_SOURCES: Final = {
+    "__cause__": "__cause__",
+    "__context__": "__context__",
+    "caused_by": "cause",
+    "inner": "InnerException",
+}
+
+
 def parse_stacktrace(text: str, language: str | None) -> list[ParsedError]:
     """THE adapter to the stack-trace parsers: text → exceptions oldest first ([] when unparseable).
 
@@ -270,14 +287,16 @@ def parse_stacktrace(text: str, language: str | None) -> list[ParsedError]:
     for item in parsed:
         type_, value = _field(item, "type"), _field(item, "value")
         frames = _field(item, "frames") or []
-        module, source = _field(item, "module"), _field(item, "source")
+        module = _field(item, "module")
+        # How this (older) exception leads to the next: the parsers call it "relation".
+        source = _field(item, "source") or _field(item, "relation")
         out.append(
             ParsedError(
                 type=type_ if isinstance(type_, str) else "",
                 module=module if isinstance(module, str) and module else None,
                 value=value if isinstance(value, str) else "",
                 frames=list(frames) if isinstance(frames, (list, tuple)) else [],
-                source=source if source in ("__cause__", "__context__") else None,
+                source=_SOURCES.get(source) if isinstance(source, str) else None,
             )
         )
     return out

@@ -8,11 +8,13 @@ trace was sampled (``sample_rate`` governs them, as in Sentry).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
 import threading
 from collections.abc import Mapping, Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
 from opentelemetry import context as context_api
@@ -21,6 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from bridge.config import Options
+from bridge.scope import LiveException, take_live_exceptions
 from bridge.sentry.assemble import Assembler
 from bridge.sentry.convert import (
     ConvertOptions,
@@ -43,7 +46,6 @@ __all__ = ["SentryLeg", "SentrySpanProcessor", "ERROR_EVENT_NAMES"]
 logger = logging.getLogger(__name__)
 
 ERROR_EVENT_NAMES = frozenset({"exception", "sentry.message"})
-EXCEPTIONS_ATTR = "_bridge_exceptions"  # set by bridge.scope.record_exception: {event_id: exception}
 
 
 def _environment(options: Options, resource: Mapping[str, Any]) -> str:
@@ -93,6 +95,7 @@ class SentryLeg:
         self.sample_rate = traces_sample_rate(options)
         self._lock = threading.Lock()
         self._reported_overflow = 0
+        self._closed = False
         self.processor = SentrySpanProcessor(self)
         os.register_at_fork(after_in_child=self._after_fork)
 
@@ -129,10 +132,8 @@ class SentryLeg:
                         skip.add(index)
                     seen.add(key)
             name, source = named
-            self.transport.submit(
-                "error",
-                lambda span=span, skip=skip, name=name, source=source: self._span_errors(span, name, source, skip),
-            )
+            live = take_live_exceptions(span.context.span_id)  # type: ignore[union-attr]
+            self.transport.submit("error", functools.partial(self._span_errors, span, name, source, skip, live))
         context = root.context
         if context is not None and context.trace_flags.sampled:
             self.transport.submit("transaction", lambda: self._transaction(root, children))
@@ -159,13 +160,19 @@ class SentryLeg:
         return Envelope.for_event(event, self._dsc(root.context.trace_id, event.get("transaction"), source, True))
 
     def _span_errors(
-        self, span: ReadableSpan, transaction: Optional[str], source: Optional[str], skip: set[int]
+        self,
+        span: ReadableSpan,
+        transaction: Optional[str],
+        source: Optional[str],
+        skip: set[int],
+        kept: Mapping[str, LiveException],
     ) -> Optional[Envelope]:
-        kept: Mapping[str, BaseException] = getattr(span, EXCEPTIONS_ATTR, None) or {}
         indices = [i for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
         event_ids = [str((span.events[i].attributes or {}).get("sentry.event_id") or "") for i in indices]
-        by_index = {i: kept[event_id] for i, event_id in zip(indices, event_ids) if event_id in kept}
-        events = error_events(span, transaction, self.convert_options, by_index or None)
+        live = {i: kept[event_id] for i, event_id in zip(indices, event_ids) if event_id in kept}
+        by_index = {i: exc for i, (exc, _) in live.items()}
+        tracebacks = {i: tb for i, (_, tb) in live.items() if tb is not None}
+        events = error_events(span, transaction, self.convert_options, by_index or None, tracebacks or None)
         assert span.context is not None
         envelopes: list[Envelope] = []
         for index, event_id, event in zip(indices, event_ids, events):
@@ -180,7 +187,7 @@ class SentryLeg:
                 envelopes.append(envelope)
         # One event per envelope: the first is returned, any others queue up behind it.
         for extra in envelopes[1:]:
-            self.transport.submit("error", lambda extra=extra: extra)
+            self.transport.submit("error", functools.partial(_same, extra))
         return envelopes[0] if envelopes else None
 
     def _finish(
@@ -216,6 +223,7 @@ class SentryLeg:
     def capture_unsampled_exception(
         self,
         exc: BaseException,
+        traceback: Optional[TracebackType],
         span_context: trace_api.SpanContext,
         scope: Optional[RequestScope],
         handled: bool,
@@ -235,6 +243,7 @@ class SentryLeg:
                 attributes=attributes,
                 resource=self.resource.attributes,
                 options=self.convert_options,
+                traceback=traceback,
             )
             event["event_id"] = event_id
             return self._finish(event, exc, span_context.trace_id, name, _source(attributes), False)
@@ -276,11 +285,19 @@ class SentryLeg:
         return self.transport.flush(timeout)
 
     def shutdown(self, timeout: float) -> None:
+        """Send what the assembler still holds, then stop the transport within ``timeout``. Idempotent."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             ready = self.assembler.drain()
         for root, children in ready:
             self._submit(root, children)
         self.transport.shutdown(timeout)
+
+
+def _same(envelope: Envelope) -> Envelope:
+    return envelope
 
 
 def _source(attributes: Mapping[str, Any]) -> str:
