@@ -187,7 +187,9 @@ class _Resolver:
                 _rate(key, self.values[key])
         self._resolve_sampler()
 
-        self._take("propagators", ("OTEL_PROPAGATORS",), _name_list, ("tracecontext", "baggage"))
+        # With a DSN, Sentry's headers are understood too: traces from Sentry SDKs (browsers) continue here.
+        default_propagators = ("tracecontext", "baggage") + (("sentry_bridge",) if self.values["dsn"] else ())
+        self._take("propagators", ("OTEL_PROPAGATORS",), _name_list, default_propagators)
         self._take("excluded_urls", ("OTEL_PYTHON_WSGI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"), _comma_list, ())
         capture = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_"
         self._take("capture_request_headers", (capture + "SERVER_REQUEST",), _comma_list, ())

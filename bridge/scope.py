@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from contextvars import ContextVar
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
 from opentelemetry import trace as trace_api
@@ -36,7 +39,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EXCEPTIONS_ATTR = "_bridge_exceptions"  # on an SDK span: {event_id: exception object}, for the Sentry leg
 TAG_PREFIX = "sentry.tag."
 MAX_TAG_LENGTH = 200
 _LEVELS = ("debug", "info", "warning", "error", "fatal")
@@ -98,6 +100,33 @@ class RequestScope:
 
 _current: ContextVar[Optional[RequestScope]] = ContextVar("otel_sentry_bridge_request", default=None)
 
+# Live exception objects recorded on spans, for the Sentry leg (exact frames, before_send's exc_info).
+# The SDK hands span processors a snapshot of the span, so they travel here, keyed by span id, until the
+# leg takes them when the span ends. Bounded: spans that never end cannot pile exceptions up.
+_LIVE_LIMIT = 1000
+LiveException = tuple[BaseException, Optional[TracebackType]]  # the traceback as it was when recorded
+_live: OrderedDict[int, dict[str, LiveException]] = OrderedDict()
+_live_lock = threading.Lock()
+
+
+def _keep_live(span_id: int, event_id: str, exc: BaseException) -> None:
+    """Keep ``exc`` and its traceback as it is now (it grows as the exception propagates further)."""
+    with _live_lock:
+        kept = _live.get(span_id)
+        if kept is None:
+            kept = _live[span_id] = {}
+            if len(_live) > _LIVE_LIMIT:
+                _live.popitem(last=False)
+        kept[event_id] = (exc, exc.__traceback__)
+
+
+def take_live_exceptions(span_id: int) -> dict[str, LiveException]:
+    """The live exceptions recorded on span ``span_id`` (by Sentry event id), removed from the registry."""
+    if not _live:
+        return {}
+    with _live_lock:
+        return _live.pop(span_id, None) or {}
+
 
 def current_scope() -> Optional[RequestScope]:
     return _current.get()
@@ -153,21 +182,19 @@ def record_exception(
 ) -> Optional[str]:
     """Record ``exc`` on ``span`` (or send it directly when unsampled); returns the Sentry event id."""
     event_id = uuid.uuid4().hex
+    bridge = scope.bridge if scope is not None else _active_bridge()
     if span.is_recording():
         span.record_exception(exc, attributes={"sentry.event_id": event_id}, escaped=not handled)
-        kept = getattr(span, EXCEPTIONS_ATTR, None)
-        if kept is None:
-            try:
-                setattr(span, EXCEPTIONS_ATTR, {event_id: exc})
-            except AttributeError:  # a span type that takes no attributes: text frames only
-                pass
-        else:
-            kept[event_id] = exc
+        if bridge is not None and bridge.sentry is not None:
+            _keep_live(span.get_span_context().span_id, event_id, exc)
         return event_id
-    bridge = scope.bridge if scope is not None else _active_bridge()
     if bridge is None or bridge.sentry is None:
         return None
-    return str(bridge.sentry.capture_unsampled_exception(exc, span.get_span_context(), scope, handled, event_id))
+    return str(
+        bridge.sentry.capture_unsampled_exception(
+            exc, exc.__traceback__, span.get_span_context(), scope, handled, event_id
+        )
+    )
 
 
 def capture_exception(exc: Optional[BaseException] = None) -> Optional[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Optional
@@ -22,18 +23,12 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-from opentelemetry.sdk.trace.sampling import (
-    ALWAYS_OFF,
-    ALWAYS_ON,
-    ParentBased,
-    Sampler,
-    TraceIdRatioBased,
-)
 from opentelemetry.util.types import Attributes
 
 from bridge.config import Options
 from bridge.errors import ConfigError
 from bridge.otlp import CountingSpanExporter, build_otlp_exporter
+from bridge.sampling import build_sampler
 from bridge.version import __version__
 
 __all__ = ["Bridge", "init", "flush", "shutdown", "active", "build_sampler", "build_resource"]
@@ -41,17 +36,6 @@ __all__ = ["Bridge", "init", "flush", "shutdown", "active", "build_sampler", "bu
 logger = logging.getLogger(__name__)
 
 SCOPE_NAME = "bridge.wsgi"
-
-
-def build_sampler(options: Options) -> Sampler:
-    name, arg = options.sampler, options.sampler_arg
-    ratio = 1.0 if arg is None else arg
-    root: Sampler = {
-        "always_on": ALWAYS_ON,
-        "always_off": ALWAYS_OFF,
-        "traceidratio": TraceIdRatioBased(ratio),
-    }.get(name.removeprefix("parentbased_"), ALWAYS_ON)
-    return ParentBased(root) if name.startswith("parentbased_") else root
 
 
 def build_resource(options: Options) -> Resource:
@@ -67,18 +51,35 @@ def build_resource(options: Options) -> Resource:
     return Resource.create(attributes)
 
 
+SENTRY_PROPAGATOR_NAMES = ("sentry_bridge", "sentry")
+
+
 def build_propagator(options: Options) -> TextMapPropagator:
+    """The composite of ``options.propagators``, loaded by name from the ``opentelemetry_propagator`` group.
+
+    ``sentry`` means the bridge's own Sentry propagator (sentry-sdk registers that name for one that only
+    works with sentry-sdk's span processor). The Sentry propagator always runs last: W3C headers win on
+    extract, and on inject it merges into the ``baggage`` header the W3C propagator wrote.
+    """
     from importlib.metadata import entry_points
 
+    from bridge.propagation import SentryPropagator
+
     propagators: list[TextMapPropagator] = []
+    sentry: Optional[TextMapPropagator] = None
     for name in options.propagators:
         if name == "none":
+            continue
+        if name in SENTRY_PROPAGATOR_NAMES:
+            sentry = SentryPropagator()
             continue
         found = list(entry_points(group="opentelemetry_propagator", name=name))
         if not found:
             setting = "propagators" if options.sources.get("propagators") == "argument" else "OTEL_PROPAGATORS"
             raise ConfigError(setting, ",".join(options.propagators), f"no propagator named {name!r} is installed")
         propagators.append(found[0].load()())
+    if sentry is not None:
+        propagators.append(sentry)
     return CompositePropagator(propagators)
 
 
@@ -139,11 +140,12 @@ class Bridge:
         if self.provider is None or self._closed:
             return
         timeout = self.options.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
         self._closed = True
         with _suppressed():
-            if self.sentry is not None:
-                self.sentry.shutdown(0.1)
+            if self.sentry is not None:  # before the provider, so its processor's shutdown is a no-op
+                self.sentry.shutdown(max(0.0, deadline - time.monotonic()))
             self.provider.shutdown()
 
 

@@ -43,7 +43,8 @@ from opentelemetry.util.http import (
 from bridge import scope as scope_module
 from bridge import setup
 from bridge.scope import RequestScope
-from bridge.sentry.privacy import SENSITIVE_ATTRIBUTE_KEYS, scrub_query
+from bridge.sentry.privacy import filter_attributes
+from bridge.tracebook import remember as remember_trace
 
 __all__ = ["BridgeMiddleware"]
 
@@ -61,8 +62,6 @@ PRIVATE_HEADERS = (
     "x-forwarded-for",
     "x-real-ip",
 )
-_QUERY_ATTRIBUTES = ("url.query",)
-_TARGET_ATTRIBUTES = ("http.target", "http.url", "url.full")
 
 
 def _semconv_mode() -> _StabilityMode:
@@ -194,7 +193,8 @@ class BridgeMiddleware:
             attributes["url.path"] = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "") or "/"
             if environ.get("QUERY_STRING"):
                 attributes["url.query"] = environ["QUERY_STRING"]
-        _scrub(attributes, bridge.options.send_default_pii)
+        if not bridge.options.send_default_pii:  # the same privacy rules as the Sentry leg's
+            attributes = filter_attributes(attributes, False)
         name = get_default_span_name(environ)
         if self.view_name is not None:
             view = self.guard.call("view_name", self.view_name, environ)
@@ -227,28 +227,14 @@ class BridgeMiddleware:
             kind = SpanKind.SERVER
             parent = propagate.extract(environ, context=parent, getter=wsgi_getter)
         span = bridge.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+        if not span.is_recording():  # no processor sees it; its errors still need the incoming DSC
+            remember_trace(span, parent, track=False)
         request = _Request(
             self, environ, bridge, span, trace_api.set_span_in_context(span, parent), attributes, start_response
         )
         if self.request_hook is not None:
             self.guard.call("request_hook", self.request_hook, span, environ)
         return request
-
-
-def _scrub(attributes: dict[str, Any], send_default_pii: bool) -> None:
-    """Without send_default_pii: no client address, and sensitive query parameters masked."""
-    if send_default_pii:
-        return
-    for key in SENSITIVE_ATTRIBUTE_KEYS.intersection(attributes):
-        del attributes[key]
-    for key in _QUERY_ATTRIBUTES:
-        if key in attributes:
-            attributes[key] = scrub_query(str(attributes[key]))
-    for key in _TARGET_ATTRIBUTES:
-        value = attributes.get(key)
-        if isinstance(value, str) and "?" in value:
-            head, _, query = value.partition("?")
-            attributes[key] = f"{head}?{scrub_query(query)}"
 
 
 class _Request:

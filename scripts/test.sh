@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh   # creates/updates .venv from constraints.txt, sets $PY
 
-echo "== ruff"; "$PY" -m ruff check bridge tests examples
+echo "== ruff"; "$PY" -m ruff check bridge tests examples benchmarks
 echo "== mypy"; "$PY" -m mypy bridge
 echo "== pytest"
 set +e

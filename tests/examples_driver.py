@@ -18,7 +18,7 @@ from typing import Any, Optional
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import bridge
-from tests.peers.otlp import OtlpReceiver, Span
+from tests.peers.otlp import OtlpReceiver, SpanView
 
 # (path, extra request headers)
 Request = tuple[str, Mapping[str, str]]
@@ -41,8 +41,8 @@ class Reply:
 @dataclass
 class Results:
     replies: dict[str, Reply] = field(default_factory=dict)
-    spans: dict[str, Span] = field(default_factory=dict)  # the request's SERVER span, by url.path
-    all_spans: list[Span] = field(default_factory=list)
+    spans: dict[str, SpanView] = field(default_factory=dict)  # the request's SERVER span, by url.path
+    all_spans: list[SpanView] = field(default_factory=list)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -94,10 +94,3 @@ def drive_example(application: Any, receiver: OtlpReceiver, requests: Sequence[R
         replies = send(port, requests)
     assert bridge.flush(5)
     return collect(replies, receiver)
-
-
-def span_times(span: Span) -> tuple[int, int]:
-    """(start, end) in ns since the epoch, whichever receiver's span view this is."""
-    start = getattr(span, "start_time_unix_nano", None) or getattr(span, "start_ns")  # noqa: B009
-    end = getattr(span, "end_time_unix_nano", None) or getattr(span, "end_ns")  # noqa: B009
-    return int(start), int(end)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import ssl
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ class Reply:
     body: bytes = b""
     delay: float = 0.0  # seconds before answering (released early when the server stops)
     hang: bool = False  # accept the request and never answer (until the server stops)
+    close: bool = False  # close the connection after answering, without announcing it (idle keep-alive timeout)
+    raw: Optional[bytes] = None  # send these bytes instead of a response built from the fields above
 
 
 Responder = Callable[[Request], Reply]
@@ -86,6 +89,11 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay and owner._stopping.wait(reply.delay):
             self.close_connection = True
             return
+        if reply.raw is not None:
+            self.wfile.write(reply.raw)
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)
@@ -93,6 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if reply.body:
             self.wfile.write(reply.body)
+        if reply.close:
+            self.wfile.flush()
+            self.close_connection = True
 
     do_POST = do_GET = do_PUT = _handle
 
@@ -102,19 +113,39 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     owner: RecordingServer
 
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        self.owner._accepted(request)
+        super().process_request(request, client_address)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
 
 class RecordingServer:
     """Start with ``with RecordingServer() as server:``; ``server.url`` is ``http://127.0.0.1:PORT``."""
 
-    def __init__(self, responder: Optional[Responder] = None) -> None:
+    def __init__(
+        self,
+        responder: Optional[Responder] = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        tls: Optional[ssl.SSLContext] = None,  # a server-side context: serve https
+    ) -> None:
         self.responder: Responder = responder or (lambda request: Reply())
         self.requests: list[Request] = []
+        self.connections = 0  # connections accepted so far
+        self._open: list[socket.socket] = []
         self._cond = threading.Condition()
         self._stopping = threading.Event()
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        server_class = _Server6 if ":" in host else _Server
+        self._httpd = server_class((host, port), _Handler)
         self._httpd.owner = self
         self.port = int(self._httpd.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.02,), name="recording-server", daemon=True
         )
@@ -127,6 +158,12 @@ class RecordingServer:
         self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
+        with self._cond:  # a stopped server must not keep answering on kept-alive connections
+            for sock in self._open:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         self._thread.join(5)
 
     def __enter__(self) -> RecordingServer:
@@ -134,6 +171,11 @@ class RecordingServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _accepted(self, sock: socket.socket) -> None:
+        with self._cond:
+            self.connections += 1
+            self._open.append(sock)
 
     def _record(self, request: Request) -> None:
         with self._cond:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import bridge
-from tests.examples_driver import Results, collect, drive_example, send, span_times
+from tests.examples_driver import Results, collect, drive_example, send
 from tests.peers.otlp import OtlpReceiver
 
 
@@ -116,7 +116,7 @@ def assert_otlp_side(results: Results, example: Example) -> None:
     assert len(ticks) == 3
     stream = spans["/stream"]
     assert stream.name == "GET /stream"
-    start, end = span_times(stream)
+    start, end = stream.start_time_unix_nano, stream.end_time_unix_nano
     assert start <= ticks[0] and ticks[-1] <= end  # the span covers the body, not just the call
 
     assert replies["/nope"].status == 404

@@ -10,7 +10,7 @@ import pytest
 from werkzeug.test import Client
 
 import bridge
-from tests.peers.otlp import OtlpReceiver, Span
+from tests.peers.otlp import OtlpReceiver, SpanView
 
 
 @pytest.fixture
@@ -19,12 +19,12 @@ def otlp(otlp_receiver: OtlpReceiver) -> OtlpReceiver:
     return otlp_receiver
 
 
-def exported(receiver: OtlpReceiver) -> dict[str, Span]:
+def exported(receiver: OtlpReceiver) -> dict[str, SpanView]:
     assert bridge.flush(5)
     return {span.attributes["url.path"]: span for span in receiver.spans()}
 
 
-def exception_types(span: Span) -> list[str]:
+def exception_types(span: SpanView) -> list[str]:
     return [event["exception.type"] for name, event in span.events if name == "exception"]
 
 

@@ -10,12 +10,12 @@ from werkzeug.test import Client
 
 import bridge
 from bridge import scope
-from tests.peers.otlp import OtlpReceiver, Span
+from tests.peers.otlp import OtlpReceiver, SpanView
 
 Environ = dict[str, Any]
 
 
-def exported(receiver: OtlpReceiver) -> list[Span]:
+def exported(receiver: OtlpReceiver) -> list[SpanView]:
     assert bridge.flush(5)
     return receiver.spans()
 

@@ -5,13 +5,16 @@ conversion, serialization, compression and the HTTP POST all happen on the trans
 Rate-limited categories are refused before any conversion happens. Errors are sent whether or not the
 trace was sampled (``sample_rate`` governs them, as in Sentry).
 """
+
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
 import threading
 from collections.abc import Mapping, Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
 from opentelemetry import context as context_api
@@ -19,7 +22,12 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from bridge import dsc as dsc_module
+from bridge import tracebook
 from bridge.config import Options
+from bridge.sample_rand import sample_rand, stated_rate
+from bridge.sampling import sampler_rate
+from bridge.scope import LiveException, take_live_exceptions
 from bridge.sentry.assemble import Assembler
 from bridge.sentry.convert import (
     ConvertOptions,
@@ -42,57 +50,54 @@ __all__ = ["SentryLeg", "SentrySpanProcessor", "ERROR_EVENT_NAMES"]
 logger = logging.getLogger(__name__)
 
 ERROR_EVENT_NAMES = frozenset({"exception", "sentry.message"})
-EXCEPTIONS_ATTR = "_bridge_exceptions"  # set by bridge.scope.record_exception: {event_id: exception}
-
-
-def _environment(options: Options, resource: Mapping[str, Any]) -> str:
-    value = (
-        options.environment
-        or resource.get("deployment.environment.name")
-        or resource.get("deployment.environment")
-        or "production"
-    )
-    return str(value)
-
-
-def _release(options: Options, resource: Mapping[str, Any]) -> Optional[str]:
-    value = options.release or resource.get("service.version")
-    return None if value is None else str(value)
 
 
 def traces_sample_rate(options: Options) -> float:
     """The rate the one OTel sampler applies, for the DSC (``sample_rate``)."""
-    if options.sampler.endswith("always_off"):
-        return 0.0
-    if options.sampler.endswith("traceidratio"):
-        return 1.0 if options.sampler_arg is None else options.sampler_arg
-    return 1.0
+    return sampler_rate(options)
 
 
 class SentryLeg:
-    def __init__(self, options: Options, resource: Resource, *, transport: Optional[Transport] = None) -> None:
+    """Environment and release come from ``SENTRY_ENVIRONMENT`` / ``SENTRY_RELEASE`` when set, else from
+    each span's own resource (the converter's rule), so that one leg serves spans of many resources.
+
+    ``in_process=False`` (``otel-sentry-bridge serve``): the spans come from other processes, so no frame
+    is judged in-app by this process's working directory, and this leg does not state this process's DSC.
+    """
+
+    def __init__(
+        self,
+        options: Options,
+        resource: Resource,
+        *,
+        transport: Optional[Transport] = None,
+        assembler: Optional[Assembler] = None,
+        in_process: bool = True,
+    ) -> None:
         assert options.dsn is not None
         self.options = options
         self.dsn = options.dsn
         self.resource = resource
-        attributes = dict(resource.attributes)
         self.convert_options = ConvertOptions(
-            environment=_environment(options, attributes),
-            release=_release(options, attributes),
+            environment=options.environment,
+            release=options.release,
             send_default_pii=options.send_default_pii,
             in_app_include=options.in_app_include,
             in_app_exclude=options.in_app_exclude,
-            project_root=os.getcwd(),
+            project_root=os.getcwd() if in_process else None,
             sdk_version=__version__,
         )
         self.transport = transport or Transport(
             options.dsn, queue_size=options.sentry_queue_size, client=f"otel-sentry-bridge/{__version__}"
         )
-        self.assembler = Assembler()
+        self.assembler = assembler or Assembler()
         self.sample_rate = traces_sample_rate(options)
         self._lock = threading.Lock()
         self._reported_overflow = 0
+        self._closed = False
         self.processor = SentrySpanProcessor(self)
+        if in_process:
+            dsc_module.set_head(self)  # outgoing baggage states this leg's DSC (bridge.dsc)
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
@@ -102,73 +107,123 @@ class SentryLeg:
     def on_end(self, span: ReadableSpan) -> None:
         with self._lock:
             ready = self.assembler.add(span)
-            overflow = self.assembler.dropped_spans - self._reported_overflow
-            self._reported_overflow = self.assembler.dropped_spans
+            overflow = self._overflow()
+        self._emit(ready, overflow)
+
+    def expire(self) -> None:
+        """Send what waited long enough in the assembler (roots due, children past their TTL); call when idle."""
+        with self._lock:
+            ready = self.assembler.sweep()
+            overflow = self._overflow()
+        self._emit(ready, overflow)
+
+    def _overflow(self) -> int:
+        """With the lock held: spans dropped over the assembler's caps since the last call."""
+        overflow = self.assembler.dropped_spans - self._reported_overflow
+        self._reported_overflow = self.assembler.dropped_spans
+        return overflow
+
+    def _emit(self, ready: Sequence[tuple[ReadableSpan, list[ReadableSpan]]], overflow: int) -> None:
         if overflow:
             self.transport.record_lost("buffer_overflow", "span", overflow)
         for root, children in ready:
             self._submit(root, children)
 
     def _submit(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> None:
-        transaction: Optional[str] = None
+        named: Optional[tuple[str, str]] = None
+        seen: set[tuple[Any, Any]] = set()
         for span in (root, *children):
-            if span.events and any(event.name in ERROR_EVENT_NAMES for event in span.events):
-                if transaction is None:
-                    transaction = transaction_name(root)[0]
-                self.transport.submit("error", lambda span=span, name=transaction: self._span_errors(span, name))
+            if not span.events or not any(event.name in ERROR_EVENT_NAMES for event in span.events):
+                continue
+            if named is None:
+                named = transaction_name(root)
+            # An exception escaping nested spans is recorded on each of them: report it once, from the
+            # outermost span (the root comes first; it holds the live exception and the longest stack).
+            skip = set()
+            for index, event in enumerate(span.events):
+                if event.name == "exception":
+                    attributes = event.attributes or {}
+                    key = (attributes.get("exception.type"), attributes.get("exception.message"))
+                    if key in seen:
+                        skip.add(index)
+                    seen.add(key)
+            name, source = named
+            live = take_live_exceptions(span.context.span_id)  # type: ignore[union-attr]
+            self.transport.submit(
+                "error", functools.partial(self._span_errors, span, name, source, skip, live, root)
+            )
         context = root.context
         if context is not None and context.trace_flags.sampled:
             self.transport.submit("transaction", lambda: self._transaction(root, children))
 
-    # -- builders (run on the transport's worker thread) -------------------------------------------
-    def _dsc(self, trace_id: int, transaction: Optional[str], sampled: Optional[bool]) -> dict[str, str]:
-        return dynamic_sampling_context(
+    # -- the DSC (bridge.dsc: the upstream's when it sent one, else this one) ------------------------
+    def head_dsc(self, trace_id: int, sampled: bool, root: Optional[Any]) -> dict[str, str]:
+        """The DSC of a trace this service heads; ``sample_rand`` agrees with ``sampled`` (bridge.sample_rand).
+
+        ``root`` names the transaction: the local root span, or ``(name, source)``, or None.
+        """
+        named: tuple[Optional[str], Optional[str]] = (None, None)
+        resource = self.resource
+        if isinstance(root, ReadableSpan):
+            named = transaction_name(root)
+            resource = root.resource or resource  # environment and release as on the root's events
+        elif isinstance(root, tuple):
+            named = root
+        rate = stated_rate(sampled, self.sample_rate)
+        dsc = dynamic_sampling_context(
             trace_id=trace_id,
             public_key=self.dsn.public_key,
             options=self.convert_options,
-            transaction=transaction,
-            sample_rate=self.sample_rate,
+            transaction=named[0],
+            sample_rate=rate,
             sampled=sampled,
+            source=named[1],
+            resource=resource.attributes,
         )
+        dsc["sample_rand"] = sample_rand(trace_id, sampled, rate)
+        return dsc
 
+    def _dsc(self, span: Any, root: Optional[ReadableSpan] = None) -> Optional[dict[str, str]]:
+        """``root``: the local root of ``span``'s transaction, for spans the tracebook does not know."""
+        return tracebook.dsc_for_span(span, head=self, root=root)
+
+    # -- builders (run on the transport's worker thread) -------------------------------------------
     def _transaction(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> Envelope:
         event = transaction_event(root, children, self.convert_options)
-        assert root.context is not None
-        return Envelope.for_event(event, self._dsc(root.context.trace_id, event.get("transaction"), True))
+        return Envelope.for_event(event, self._dsc(root))
 
-    def _span_errors(self, span: ReadableSpan, transaction: Optional[str]) -> Optional[Envelope]:
-        kept: Mapping[str, BaseException] = getattr(span, EXCEPTIONS_ATTR, None) or {}
-        by_index: dict[int, BaseException] = {}
-        event_ids: list[Optional[str]] = []
-        for index, event in enumerate(span.events):
-            if event.name not in ERROR_EVENT_NAMES:
-                continue
-            event_id = (event.attributes or {}).get("sentry.event_id")
-            event_ids.append(str(event_id) if event_id else None)
-            if event_id in kept:
-                by_index[index] = kept[str(event_id)]
-        events = error_events(span, transaction, self.convert_options, by_index or None)
-        exceptions = [by_index.get(i) for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
+    def _span_errors(
+        self,
+        span: ReadableSpan,
+        transaction: Optional[str],
+        source: Optional[str],
+        skip: set[int],
+        kept: Mapping[str, LiveException],
+        root: Optional[ReadableSpan] = None,
+    ) -> Optional[Envelope]:
+        indices = [i for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
+        event_ids = [str((span.events[i].attributes or {}).get("sentry.event_id") or "") for i in indices]
+        live = {i: kept[event_id] for i, event_id in zip(indices, event_ids) if event_id in kept}
+        by_index = {i: exc for i, (exc, _) in live.items()}
+        tracebacks = {i: tb for i, (_, tb) in live.items() if tb is not None}
+        events = error_events(span, transaction, self.convert_options, by_index or None, tracebacks or None)
         assert span.context is not None
         envelopes: list[Envelope] = []
-        for event, event_id, exc in zip(events, event_ids, exceptions):
+        for index, event_id, event in zip(indices, event_ids, events):
+            if index in skip:
+                continue
             if event_id:
                 event["event_id"] = event_id
-            envelope = self._finish(event, exc, span.context.trace_id, transaction, span.context.trace_flags.sampled)
+            envelope = self._finish(event, by_index.get(index), self._dsc(span, root))
             if envelope is not None:
                 envelopes.append(envelope)
         # One event per envelope: the first is returned, any others queue up behind it.
         for extra in envelopes[1:]:
-            self.transport.submit("error", lambda extra=extra: extra)
+            self.transport.submit("error", functools.partial(_same, extra))
         return envelopes[0] if envelopes else None
 
     def _finish(
-        self,
-        event: dict[str, Any],
-        exc: Optional[BaseException],
-        trace_id: int,
-        transaction: Optional[str],
-        sampled: Optional[bool],
+        self, event: dict[str, Any], exc: Optional[BaseException], dsc: Optional[dict[str, str]]
     ) -> Optional[Envelope]:
         """Apply sample_rate and before_send; wrap the event in its envelope."""
         if self.options.sample_rate < 1.0 and random.random() >= self.options.sample_rate:
@@ -188,18 +243,20 @@ class SentryLeg:
                 self.transport.record_lost("before_send", "error")
                 return None
             event = result
-        return Envelope.for_event(event, self._dsc(trace_id, transaction, sampled))
+        return Envelope.for_event(event, dsc)
 
     # -- errors of unsampled requests (their spans record nothing) ---------------------------------
     def capture_unsampled_exception(
         self,
         exc: BaseException,
+        traceback: Optional[TracebackType],
         span_context: trace_api.SpanContext,
         scope: Optional[RequestScope],
         handled: bool,
         event_id: str,
     ) -> str:
         attributes = dict(scope.attributes) if scope is not None else {}
+        dsc = self._unsampled_dsc(span_context, scope, attributes)
 
         def build() -> Optional[Envelope]:
             name = _request_name(attributes)
@@ -213,9 +270,10 @@ class SentryLeg:
                 attributes=attributes,
                 resource=self.resource.attributes,
                 options=self.convert_options,
+                traceback=traceback,
             )
             event["event_id"] = event_id
-            return self._finish(event, exc, span_context.trace_id, name, False)
+            return self._finish(event, exc, dsc)
 
         self.transport.submit("error", build)
         return event_id
@@ -229,6 +287,7 @@ class SentryLeg:
         event_id: str,
     ) -> str:
         attributes = dict(scope.attributes) if scope is not None else {}
+        dsc = self._unsampled_dsc(span_context, scope, attributes)
 
         def build() -> Optional[Envelope]:
             name = _request_name(attributes)
@@ -244,21 +303,44 @@ class SentryLeg:
                 options=self.convert_options,
             )
             event["event_id"] = event_id
-            return self._finish(event, None, span_context.trace_id, name, False)
+            return self._finish(event, None, dsc)
 
         self.transport.submit("error", build)
         return event_id
+
+    def _unsampled_dsc(
+        self, span_context: trace_api.SpanContext, scope: Optional[RequestScope], attributes: Mapping[str, Any]
+    ) -> Optional[dict[str, str]]:
+        """On the request's thread: its span (or context) still knows the incoming DSC."""
+        span = scope.span if scope is not None else trace_api.NonRecordingSpan(span_context)
+        named = (_request_name(attributes), _source(attributes))
+        return tracebook.dsc_for_span(span, context_api.get_current(), head=self, root=named)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
         return self.transport.flush(timeout)
 
     def shutdown(self, timeout: float) -> None:
+        """Send what the assembler still holds, then stop the transport within ``timeout``. Idempotent."""
+        dsc_module.clear_head(self)
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             ready = self.assembler.drain()
         for root, children in ready:
             self._submit(root, children)
         self.transport.shutdown(timeout)
+
+
+def _same(envelope: Envelope) -> Envelope:
+    return envelope
+
+
+def _source(attributes: Mapping[str, Any]) -> str:
+    if attributes.get("sentry.transaction_source"):
+        return str(attributes["sentry.transaction_source"])
+    return "route" if attributes.get("http.route") else "url"
 
 
 def _request_name(attributes: Mapping[str, Any]) -> Optional[str]:
@@ -276,10 +358,14 @@ class SentrySpanProcessor(SpanProcessor):
         self.leg = leg
 
     def on_start(self, span: Any, parent_context: Optional[context_api.Context] = None) -> None:
-        pass
+        try:
+            tracebook.remember(span, parent_context)  # the trace's incoming DSC and local root (bridge.tracebook)
+        except Exception:
+            logger.debug("otel-sentry-bridge: could not note the span's trace", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
+            tracebook.handover(span)  # the SDK passes a copy: the trace's state moves onto it
             self.leg.on_end(span)
         except Exception:
             logger.warning("otel-sentry-bridge: the Sentry leg could not take a span", exc_info=True)
