@@ -1,10 +1,12 @@
-"""End to end: every example app, served over real HTTP, against the real OTLP exporter and receiver.
+"""End to end: every example app, served over real HTTP, against the real exporters and real receivers.
 
 Each example has the same four routes (a path parameter, a chained exception, a handled error with a
-tag, a streaming response); ``drive_example`` sends them plus a 404, and the assertions below read the
-decoded spans: names are route templates, never raw paths; the failing route has ERROR status and one
-exception event with the chained cause; the handled error is a not-escaped event with its tag; the
-streaming span covers the last chunk.
+tag, a streaming response); ``drive_example`` sends them plus a 404, and the assertions read both sides.
+OTLP: names are route templates, never raw paths; the failing route has ERROR status and one exception
+event with the chained cause; the handled error is a not-escaped event with its tag; the streaming span
+covers the last chunk. Sentry: every envelope passes Relay's normalizer; one transaction per request,
+named by route with source ``route``; exactly two errors, linked to their spans, and stored by a real
+Bugsink with the example's own frames in app.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from typing import Any
 import pytest
 
 import bridge
-from tests.examples_driver import Results, collect, drive_example, send
-from tests.peers.otlp import OtlpReceiver
+from tests.examples_driver import Results, collect, drive_example, send, served
+from tests.peers.bugsink import Bugsink
+from tests.peers.otlp import OtlpReceiver, SpanView
+from tests.peers.sentry import SentryReceiver
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class Example:
     module: str  # imported when a test needs it (Django's settings are process-wide)
     attribute: str
     source: str  # the file whose frames must show in the failing route's stack trace
+    views: str  # the module of those frames
+    view: str  # the function that handles /reports/<id>
 
     def application(self) -> Any:
         return getattr(importlib.import_module(self.module), self.attribute)
@@ -50,12 +56,21 @@ class Example:
 EXAMPLES = {
     example.name: example
     for example in (
-        Example("wsgi", "examples.wsgi_app", "application", "examples/wsgi_app.py"),
-        Example("flask", "examples.flask_app", "app", "examples/flask_app.py"),
-        Example("django", "examples.django_project.wsgi", "application", "examples/django_project/views.py"),
-        Example("bottle", "examples.bottle_app", "application", "examples/bottle_app.py"),
-        Example("pyramid", "examples.pyramid_app", "application", "examples/pyramid_app.py"),
-        Example("falcon", "examples.falcon_app", "application", "examples/falcon_app.py"),
+        Example("wsgi", "examples.wsgi_app", "application", "examples/wsgi_app.py", "examples.wsgi_app", "report"),
+        Example("flask", "examples.flask_app", "app", "examples/flask_app.py", "examples.flask_app", "report"),
+        Example(
+            "django",
+            "examples.django_project.wsgi",
+            "application",
+            "examples/django_project/views.py",
+            "examples.django_project.views",
+            "report",
+        ),
+        Example("bottle", "examples.bottle_app", "application", "examples/bottle_app.py", "examples.bottle_app", "report"),
+        Example(
+            "pyramid", "examples.pyramid_app", "application", "examples/pyramid_app.py", "examples.pyramid_app", "report"
+        ),
+        Example("falcon", "examples.falcon_app", "application", "examples/falcon_app.py", "examples.falcon_app", "on_get"),
     )
 }
 
@@ -126,10 +141,81 @@ def assert_otlp_side(results: Results, example: Example) -> None:
     assert "{" not in nope.name  # no route matched: the middleware's default name
 
 
-def test_otlp_side(example: Example, otlp_receiver: OtlpReceiver) -> None:
-    results = drive(example, otlp_receiver)
+ROUTED = ("GET /users/{user_id}", "GET /reports/{report_id}", "GET /checkout", "GET /stream")
+
+
+def in_app_frames(value: dict[str, Any]) -> list[dict[str, Any]]:
+    return [frame for frame in value["stacktrace"]["frames"] if frame.get("in_app")]
+
+
+def event_id_of(span: SpanView) -> str:
+    [(_, event)] = span.events
+    return str(event["sentry.event_id"])
+
+
+def assert_report_error(error: dict[str, Any], results: Results, example: Example) -> None:
+    """The failing route's Sentry error, as sent or as stored: chained, unhandled, the example's frames."""
+    span = results.spans["/reports/42"]
+    assert error["event_id"].replace("-", "") == event_id_of(span)
+    assert error["contexts"]["trace"]["trace_id"] == span.trace_id
+    assert error["contexts"]["trace"]["span_id"] == span.span_id
+    assert error["transaction"] == "GET /reports/{report_id}"
+    cause, raised = error["exception"]["values"]
+    assert (cause["type"], cause["value"]) == ("KeyError", "'quarterly'")
+    assert (raised["type"], raised["value"]) == ("RuntimeError", "report 42 could not be built")
+    assert raised["mechanism"]["handled"] is False
+    in_app = in_app_frames(raised)
+    assert {(frame["module"], frame["filename"]) for frame in in_app} == {(example.views, example.source)}
+    assert [frame["function"] for frame in in_app][-2:] == [example.view, "build_report"]
+    assert in_app[-1]["context_line"].strip().startswith("raise RuntimeError(")
+    assert [frame["function"] for frame in in_app_frames(cause)][-2:] == ["build_report", "load_template"]
+    assert in_app_frames(cause)[-1]["context_line"].strip().startswith("return TEMPLATES[name]")
+    others = [frame for frame in raised["stacktrace"]["frames"] if not frame.get("in_app")]
+    assert others, "the framework's (or the bridge's) own frames are there too, not in app"
+    assert not any(frame.get("module", "").startswith("examples.") for frame in others)
+
+
+def assert_checkout_error(error: dict[str, Any], results: Results, example: Example) -> None:
+    span = results.spans["/checkout"]
+    assert error["event_id"].replace("-", "") == event_id_of(span)
+    assert error["contexts"]["trace"]["trace_id"] == span.trace_id
+    [value] = error["exception"]["values"]
+    assert (value["type"], value["value"]) == ("ValueError", "card declined for 42 EUR")
+    assert value["mechanism"]["handled"] is True
+    assert [frame["function"] for frame in in_app_frames(value)][-1] == "charge_card"
+    tags = error["tags"]
+    assert (dict(tags) if isinstance(tags, list) else tags)["checkout.step"] == "payment"
+
+
+def assert_sentry_side(results: Results, sentry: SentryReceiver, example: Example) -> None:
+    assert sentry.problems == []  # every envelope passed sentry-sdk's parser and Relay's normalizer
+    transactions = {t["transaction"]: t for t in sentry.transactions()}
+    assert sorted(transactions) == sorted([*ROUTED, "GET /nope"])
+    for name in ROUTED:
+        assert transactions[name]["transaction_info"] == {"source": "route"}
+    assert transactions["GET /nope"]["transaction_info"] == {"source": "url"}
+    assert transactions["GET /reports/{report_id}"]["contexts"]["trace"]["status"] == "internal_error"
+    errors = {e["transaction"]: e for e in sentry.events()}
+    assert sorted(errors) == ["GET /checkout", "GET /reports/{report_id}"]
+    assert_report_error(errors["GET /reports/{report_id}"], results, example)
+    assert_checkout_error(errors["GET /checkout"], results, example)
+
+
+def test_both_sides(example: Example, otlp_receiver: OtlpReceiver, sentry_receiver: SentryReceiver) -> None:
+    results = drive(example, otlp_receiver, dsn=sentry_receiver.dsn)
     assert_otlp_side(results, example)
     assert {s.resource["service.name"] for s in results.all_spans} == {f"{example.name}-example"}
+    assert_sentry_side(results, sentry_receiver, example)
+
+
+def test_errors_stored_by_bugsink(example: Example, otlp_receiver: OtlpReceiver, bugsink: Bugsink) -> None:
+    dsn, project_id = bugsink.new_project(f"example-{example.name}")
+    results = drive(example, otlp_receiver, dsn=dsn)
+    stored = [event["data"] for event in bugsink.wait_for_events(2, project_id=project_id)]
+    assert len(stored) == 2
+    by_type = {event["exception"]["values"][-1]["type"]: event for event in stored}
+    assert_report_error(by_type["RuntimeError"], results, example)
+    assert_checkout_error(by_type["ValueError"], results, example)
 
 
 # -- Django specifics ---------------------------------------------------------------------------------
@@ -171,30 +257,53 @@ def test_django_captures_errors_with_debug_off(otlp_receiver: OtlpReceiver) -> N
     assert event["exception.type"] == "RuntimeError"
 
 
-def test_django_host_header_probe_is_a_400_without_an_error(otlp_receiver: OtlpReceiver) -> None:
+def test_django_host_header_probe_is_a_400_without_a_sentry_error(
+    otlp_receiver: OtlpReceiver, sentry_receiver: SentryReceiver
+) -> None:
     example = EXAMPLES["django"]
     application = example.application()
-    example.init(otlp_endpoint=otlp_receiver.endpoint)
+    example.init(otlp_endpoint=otlp_receiver.endpoint, dsn=sentry_receiver.dsn)
     results = drive_example(application, otlp_receiver, [("/users/7", {"Host": "probe.invalid"})])
     assert results.replies["/users/7"].status == 400
     probe = results.spans["/users/7"]
     assert probe.attributes["http.response.status_code"] == 400
-    assert (probe.status, probe.events) == ("UNSET", [])  # nothing recorded: nothing for Sentry
+    assert (probe.status, probe.events) == ("UNSET", [])  # Django answered it; no failure recorded
+    [transaction] = sentry_receiver.transactions()
+    assert transaction["contexts"]["trace"]["trace_id"] == probe.trace_id
+    assert sentry_receiver.events() == []
+    assert sentry_receiver.problems == []
 
 
-def test_django_before_send_drops_disallowed_host_and_keeps_the_rest() -> None:
+def test_django_before_send_drops_disallowed_host_even_when_captured(sentry_receiver: SentryReceiver) -> None:
+    """The example's ``before_send`` (the seeds' filter), wired by its own ``init_bridge()``: a
+    DisallowedHost that some code captures anyway is dropped and counted; a real bug still goes."""
     from django.core.exceptions import DisallowedHost
 
-    from examples.django_project.observability import before_send
+    from examples.django_project.observability import init_bridge
 
-    def hint(exc: BaseException) -> dict[str, Any]:
-        return {"exc_info": (type(exc), exc, exc.__traceback__)}
+    EXAMPLES["django"].application()  # Django set up; its wsgi.py's own init_bridge() has run
+    init_bridge(dsn=sentry_receiver.dsn, exporters="sentry")
 
-    event = {"event_id": "0" * 32}
-    assert before_send(event, hint(DisallowedHost("Invalid HTTP_HOST header: 'probe.invalid'."))) is None
-    assert before_send(event, hint(RuntimeError("real bug"))) is event
-    assert before_send(event, {}) is event
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        for exc in (DisallowedHost("Invalid HTTP_HOST header: 'probe.invalid'."), RuntimeError("a real bug")):
+            try:
+                raise exc
+            except Exception:
+                bridge.capture_exception()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
 
+    with served(bridge.BridgeMiddleware(app)) as port:
+        send(port, [("/", {})])
+    assert bridge.flush(5)
+    [event] = sentry_receiver.events()
+    assert event["exception"]["values"][-1]["type"] == "RuntimeError"
+    lost = [
+        (item["reason"], item["category"], item["quantity"])
+        for report in sentry_receiver.client_reports()
+        for item in report["discarded_events"]
+    ]
+    assert lost == [("before_send", "error", 1)]
 
 
 # -- a real production server -------------------------------------------------------------------------
@@ -204,7 +313,9 @@ GUNICORN_TARGETS = [("flask", "examples.flask_app:app"), ("django", "examples.dj
 
 
 @pytest.mark.parametrize(("name", "target"), GUNICORN_TARGETS)
-def test_example_under_gunicorn(name: str, target: str, otlp_receiver: OtlpReceiver) -> None:
+def test_example_under_gunicorn(
+    name: str, target: str, otlp_receiver: OtlpReceiver, sentry_receiver: SentryReceiver
+) -> None:
     """``gunicorn TARGET`` as documented: the bridge is configured from the environment in the worker
     (Flask: by the middleware on the first request; Django: by wsgi.py), and the worker's exit flushes."""
     root = Path(__file__).resolve().parents[1]
@@ -213,6 +324,7 @@ def test_example_under_gunicorn(name: str, target: str, otlp_receiver: OtlpRecei
         "PYTHONPATH": str(root),
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": otlp_receiver.endpoint,
         "OTEL_SERVICE_NAME": f"{name}-example",
+        "SENTRY_DSN": sentry_receiver.dsn,
     }
     command = [sys.executable, "-m", "gunicorn", "--no-control-socket", "--workers", "1"]
     command += ["--bind", "127.0.0.1:0", target]
@@ -235,10 +347,11 @@ def test_example_under_gunicorn(name: str, target: str, otlp_receiver: OtlpRecei
             port = int(found.group(1)) if found else 0
         replies = send(port)  # the master listens; the worker accepts once it has booted
     finally:
-        server.send_signal(signal.SIGTERM)  # graceful: the worker exits normally, running the bridge's at-exit flush
+        server.send_signal(signal.SIGTERM)  # graceful: the worker exits normally; the bridge's at-exit flush runs
         status = server.wait(20)
         reader.join(5)
     assert status == 0, "".join(log)
     results = collect(replies, otlp_receiver)
     assert_otlp_side(results, EXAMPLES[name])
     assert {s.resource["service.name"] for s in results.all_spans} == {f"{name}-example"}
+    assert_sentry_side(results, sentry_receiver, EXAMPLES[name])
