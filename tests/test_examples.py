@@ -37,9 +37,17 @@ class Example:
     name: str
     module: str  # imported when a test needs it (Django's settings are process-wide)
     attribute: str
-    source: str  # the file whose frames must show in the failing route's stack trace
-    views: str  # the module of those frames
-    view: str  # the function that handles /reports/<id>
+    view: str = "report"  # the function that handles /reports/<id>
+    views: str = ""  # the module of the example's own frames (default: ``module``)
+
+    @property
+    def views_module(self) -> str:
+        return self.views or self.module
+
+    @property
+    def source(self) -> str:
+        """The file whose frames must show in the failing route's stack trace."""
+        return self.views_module.replace(".", "/") + ".py"
 
     def application(self) -> Any:
         return getattr(importlib.import_module(self.module), self.attribute)
@@ -56,21 +64,12 @@ class Example:
 EXAMPLES = {
     example.name: example
     for example in (
-        Example("wsgi", "examples.wsgi_app", "application", "examples/wsgi_app.py", "examples.wsgi_app", "report"),
-        Example("flask", "examples.flask_app", "app", "examples/flask_app.py", "examples.flask_app", "report"),
-        Example(
-            "django",
-            "examples.django_project.wsgi",
-            "application",
-            "examples/django_project/views.py",
-            "examples.django_project.views",
-            "report",
-        ),
-        Example("bottle", "examples.bottle_app", "application", "examples/bottle_app.py", "examples.bottle_app", "report"),
-        Example(
-            "pyramid", "examples.pyramid_app", "application", "examples/pyramid_app.py", "examples.pyramid_app", "report"
-        ),
-        Example("falcon", "examples.falcon_app", "application", "examples/falcon_app.py", "examples.falcon_app", "on_get"),
+        Example("wsgi", "examples.wsgi_app", "application"),
+        Example("flask", "examples.flask_app", "app"),
+        Example("django", "examples.django_project.wsgi", "application", views="examples.django_project.views"),
+        Example("bottle", "examples.bottle_app", "application"),
+        Example("pyramid", "examples.pyramid_app", "application"),
+        Example("falcon", "examples.falcon_app", "application", view="on_get"),
     )
 }
 
@@ -165,7 +164,7 @@ def assert_report_error(error: dict[str, Any], results: Results, example: Exampl
     assert (raised["type"], raised["value"]) == ("RuntimeError", "report 42 could not be built")
     assert raised["mechanism"]["handled"] is False
     in_app = in_app_frames(raised)
-    assert {(frame["module"], frame["filename"]) for frame in in_app} == {(example.views, example.source)}
+    assert {(frame["module"], frame["filename"]) for frame in in_app} == {(example.views_module, example.source)}
     assert [frame["function"] for frame in in_app][-2:] == [example.view, "build_report"]
     assert in_app[-1]["context_line"].strip().startswith("raise RuntimeError(")
     assert [frame["function"] for frame in in_app_frames(cause)][-2:] == ["build_report", "load_template"]
