@@ -1,5 +1,5 @@
 """Drive an example app over real HTTP (wsgiref on loopback, as the examples serve themselves) and collect
-what both backends received.
+the replies and the OTLP side (the Sentry side is read from its receiver or Bugsink after the same flush).
 
 ``drive_example(application, receiver)`` serves the app, sends every request of ``REQUESTS`` (or the ones
 given) with http.client, stops the server (which waits for the request in progress, so every response
