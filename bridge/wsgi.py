@@ -170,7 +170,7 @@ class BridgeMiddleware:
         request.activate()
         try:
             result = self.app(environ, request.start_response)
-        except Exception as exc:
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit...: the context must not stay attached
             request.deactivate()
             request.fail(exc)
             request.end()
@@ -302,7 +302,9 @@ class _Request:
             middleware.guard.call("response_hook", middleware.response_hook, span, self.environ, status, headers)
 
     def fail(self, exc: BaseException) -> None:
-        """Record an exception that escaped the app; never raises."""
+        """Record an exception that escaped the app; never raises. ``SystemExit(0)`` is no error."""
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            return
         try:
             span = self.span
             if span.is_recording():
@@ -349,7 +351,7 @@ class _ClosingHook:
         try:
             if self._close is not None:
                 self._close()
-        except Exception as exc:
+        except BaseException as exc:
             request.fail(exc)
             raise
         finally:
@@ -383,7 +385,7 @@ class _ResponseBody:
             return next(self._iterator)
         except StopIteration:
             raise
-        except Exception as exc:
+        except BaseException as exc:
             request.fail(exc)
             raise
         finally:
@@ -400,7 +402,7 @@ class _ResponseBody:
                 request.activate()
                 try:
                     close()
-                except Exception as exc:
+                except BaseException as exc:
                     request.fail(exc)
                     raise
                 finally:
