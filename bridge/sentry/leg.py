@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
@@ -95,6 +96,7 @@ class SentryLeg:
         self.sample_rate = traces_sample_rate(options)
         self._lock = threading.Lock()
         self._reported_overflow = 0
+        self._follow_ups = 0  # envelopes the worker queued itself (a span's 2nd, 3rd... error event)
         self._closed = False
         self.processor = SentrySpanProcessor(self)
         dsc_module.set_head(self)  # outgoing baggage states this leg's DSC (bridge.dsc)
@@ -196,7 +198,8 @@ class SentryLeg:
             envelope = self._finish(event, by_index.get(index), self._dsc(span))
             if envelope is not None:
                 envelopes.append(envelope)
-        # One event per envelope: the first is returned, any others queue up behind it.
+        # One event per envelope: the first is returned, any others queue up behind it (and flush knows).
+        self._follow_ups += max(0, len(envelopes) - 1)
         for extra in envelopes[1:]:
             self.transport.submit("error", functools.partial(_same, extra))
         return envelopes[0] if envelopes else None
@@ -297,7 +300,14 @@ class SentryLeg:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
-        return self.transport.flush(timeout)
+        """Flush the transport, again while the worker queued follow-up envelopes behind the flush marker."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            follow_ups = self._follow_ups
+            if not self.transport.flush(max(0.0, deadline - time.monotonic())):
+                return False
+            if self._follow_ups == follow_ups:
+                return True
 
     def shutdown(self, timeout: float) -> None:
         """Send what the assembler still holds, then stop the transport within ``timeout``. Idempotent."""
@@ -309,7 +319,9 @@ class SentryLeg:
             ready = self.assembler.drain()
         for root, children in ready:
             self._submit(root, children)
-        self.transport.shutdown(timeout)
+        deadline = time.monotonic() + max(0.0, timeout)
+        self.flush(timeout)  # follow-up envelopes included
+        self.transport.shutdown(max(0.0, deadline - time.monotonic()))
 
 
 def _same(envelope: Envelope) -> Envelope:
