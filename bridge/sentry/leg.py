@@ -90,7 +90,10 @@ class SentryLeg:
             sdk_version=__version__,
         )
         self.transport = transport or Transport(
-            options.dsn, queue_size=options.sentry_queue_size, client=f"otel-sentry-bridge/{__version__}"
+            options.dsn,
+            queue_size=options.sentry_queue_size,
+            timeout=options.sentry_timeout,
+            client=f"otel-sentry-bridge/{__version__}",
         )
         self.assembler = Assembler()
         self.sample_rate = traces_sample_rate(options)
