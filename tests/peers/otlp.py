@@ -169,12 +169,12 @@ class OtlpReceiver(RecordingServer):
     400/404 and listed in ``problems``.
     """
 
-    def __init__(self, responder: Optional[Responder] = None) -> None:
+    def __init__(self, responder: Optional[Responder] = None, port: int = 0) -> None:
         self.batches: list[Batch] = []
         self.problems: list[str] = []
         self._answer: Responder = accept
         self._arrived = threading.Condition()
-        super().__init__(responder or accept)
+        super().__init__(responder or accept, port=port)
 
     def __enter__(self) -> OtlpReceiver:
         self.start()
