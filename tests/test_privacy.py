@@ -163,3 +163,11 @@ def test_canaries_reach_sentry_only_with_send_default_pii(
         assert headers["Cookie"] == headers["Authorization"] == headers["X-Forwarded-For"] == FILTERED
         assert headers["User-Agent"] == "visible-agent/1.0"
         assert "user" not in transaction and "REMOTE_ADDR" not in transaction["request"]["env"]
+
+
+def test_long_strings_in_sequences_are_capped_too() -> None:
+    """Captured headers are lists: a 1 MB header made a transaction Sentry refuses (over 1 MiB)."""
+    huge = "x" * (MAX_VALUE_CHARS * 100)
+    for pii in (False, True):
+        capped = filter_attributes({"http.request.header.x_huge": [huge, 7], "custom": (huge,)}, pii)
+        assert capped == {"http.request.header.x_huge": [huge[:MAX_VALUE_CHARS], 7], "custom": [huge[:MAX_VALUE_CHARS]]}
