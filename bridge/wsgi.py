@@ -70,6 +70,24 @@ def _semconv_mode() -> _StabilityMode:
     return _StabilityMode.HTTP_DUP if "http/dup" in opt_in else _StabilityMode.HTTP
 
 
+_untraced_warned = [float("-inf")]
+
+
+def _warn_untraced() -> None:
+    """From an ``except`` block: a request the bridge cannot trace (a broken environ, say) is served untraced;
+    WARNING with the traceback once a minute, DEBUG otherwise (one per request would flood the logs)."""
+    now = time.monotonic()
+    if now - _untraced_warned[0] >= 60.0:
+        _untraced_warned[0] = now
+        logger.warning(
+            "otel-sentry-bridge: could not start a span for this request; it is served untraced "
+            "(similar failures are logged at DEBUG for a minute)",
+            exc_info=True,
+        )
+    else:
+        logger.debug("otel-sentry-bridge: could not start a span for this request", exc_info=True)
+
+
 class _HookGuard:
     """Calls a user hook; a hook that raises is logged (once a minute per hook) and treated as absent."""
 
@@ -163,7 +181,7 @@ class BridgeMiddleware:
         try:
             request = self._begin(environ, start_response)
         except Exception:
-            logger.warning("otel-sentry-bridge: could not start a span for this request", exc_info=True)
+            _warn_untraced()
             request = None
         if request is None:
             return self.app(environ, start_response)
