@@ -24,7 +24,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Optional
+import weakref
+from typing import Any, Callable, Optional
 
 from opentelemetry import context as context_api
 from opentelemetry.sdk.trace import ReadableSpan
@@ -37,6 +38,20 @@ logger = logging.getLogger(__name__)
 _WARN_EVERY = 60.0  # seconds between two WARNING lines about a full queue
 
 
+def _at_fork(method: Callable[[], None]) -> None:
+    """``os.register_at_fork(after_in_child=method)`` without keeping its object alive (as the SDK does)."""
+    if not hasattr(os, "register_at_fork"):
+        return
+    weak = weakref.WeakMethod(method)
+
+    def after_in_child() -> None:
+        bound = weak()
+        if bound is not None:
+            bound()
+
+    os.register_at_fork(after_in_child=after_in_child)
+
+
 class _CountingQueue(collections.deque):  # type: ignore[type-arg]  # of the SDK's ReadableSpans
     """The SDK's span queue (``appendleft`` new, ``pop`` oldest), counting what ``appendleft`` pushes out."""
 
@@ -44,11 +59,10 @@ class _CountingQueue(collections.deque):  # type: ignore[type-arg]  # of the SDK
         super().__init__((), maxlen)
         self.dropped = 0
         self._lock = threading.Lock()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+        _at_fork(self._after_fork)
 
     def _after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # a lock held by another thread at fork() would never be released
 
     def appendleft(self, item: Any) -> None:
         with self._lock:
@@ -84,12 +98,17 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
         self._flush_result = True
         self._last_warning = float("-inf")
         self._warned_at = 0
+        _at_fork(self._after_fork)
         processor = self._batch_processor
         queue = getattr(processor, "_queue", None)
         self._queue: Optional[_CountingQueue] = None
         if isinstance(queue, collections.deque) and queue.maxlen is not None and not queue:
             self._queue = _CountingQueue(queue.maxlen)
             processor._queue = self._queue  # the SDK reads and writes it only through deque methods
+
+    def _after_fork(self) -> None:
+        self._flush_lock = threading.Lock()
+        self._flusher = None
 
     # -- counting --------------------------------------------------------------------------------------
     @property
