@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import bridge
 from tests.faults import drive
+from tests.httpserver import Reply
 from tests.peers.otlp import OtlpReceiver
 from tests.peers.sentry import SentryReceiver
 
@@ -52,3 +53,20 @@ def test_shutdown_delivers_every_event_of_a_span_with_several_errors(
     bridge.shutdown(10)
     assert len(sentry_receiver.events()) == 4
     assert sentry_receiver.client_reports() == []  # nothing was dropped at shutdown
+
+
+def test_a_span_with_several_errors_dropped_before_conversion_counts_each_event(
+    otlp_receiver: OtlpReceiver, sentry_receiver: SentryReceiver
+) -> None:
+    # Each error event is a task of its own: dropped unconverted (here: Sentry rate-limits errors), each
+    # counts. Before, the span's events were one task, and a drop counted one event for four.
+    sentry_receiver.responder = lambda request: Reply(429, {"X-Sentry-Rate-Limits": "60:error:key"})
+    bridge.init(otlp_endpoint=otlp_receiver.endpoint, dsn=sentry_receiver.dsn)
+    middleware = bridge.BridgeMiddleware(several_errors)
+    drive(middleware, 1)
+    assert bridge.flush(5)  # the first error envelope is answered 429: errors are limited from then on
+    drive(middleware, 2)
+    assert bridge.flush(5)
+    stats = bridge.stats().sentry
+    assert stats is not None
+    assert stats.dropped[("ratelimit_backoff", "error")] == 3 + 2 * 4  # the first one Sentry counted itself

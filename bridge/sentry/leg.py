@@ -13,7 +13,6 @@ import logging
 import os
 import random
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
@@ -99,7 +98,6 @@ class SentryLeg:
         self.sample_rate = traces_sample_rate(options)
         self._lock = threading.Lock()
         self._reported_overflow = 0
-        self._follow_ups = 0  # envelopes the worker queued itself (a span's 2nd, 3rd... error event)
         self._closed = False
         self.processor = SentrySpanProcessor(self)
         dsc_module.set_head(self)  # outgoing baggage states this leg's DSC (bridge.dsc)
@@ -139,7 +137,13 @@ class SentryLeg:
                     seen.add(key)
             name, source = named
             live = take_live_exceptions(span.context.span_id)  # type: ignore[union-attr]
-            self.transport.submit("error", functools.partial(self._span_errors, span, name, source, skip, live))
+            # One task per error event, so that a task dropped before it is built (a full queue, a rate
+            # limit, shutdown) counts exactly the events it held; the span converts once, for all of them.
+            converted: dict[int, Optional[dict[str, Any]]] = {}
+            for index, event in enumerate(span.events):
+                if event.name in ERROR_EVENT_NAMES and index not in skip:
+                    build = functools.partial(self._span_error, span, name, source, live, converted, index)
+                    self.transport.submit("error", build)
         context = root.context
         if context is not None and context.trace_flags.sampled:
             self.transport.submit("transaction", lambda: self._transaction(root, children))
@@ -177,35 +181,33 @@ class SentryLeg:
         event = transaction_event(root, children, self.convert_options)
         return Envelope.for_event(event, self._dsc(root))
 
-    def _span_errors(
+    def _span_error(
         self,
         span: ReadableSpan,
         transaction: Optional[str],
         source: Optional[str],
-        skip: set[int],
         kept: Mapping[str, LiveException],
+        converted: dict[int, Optional[dict[str, Any]]],
+        index: int,
     ) -> Optional[Envelope]:
+        """The envelope of the error event at ``index`` in ``span.events``. The first of the span's builders
+        to run converts all its error events into ``converted`` (builders run one by one, on the worker)."""
         indices = [i for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
         event_ids = [str((span.events[i].attributes or {}).get("sentry.event_id") or "") for i in indices]
         live = {i: kept[event_id] for i, event_id in zip(indices, event_ids) if event_id in kept}
         by_index = {i: exc for i, (exc, _) in live.items()}
-        tracebacks = {i: tb for i, (_, tb) in live.items() if tb is not None}
-        events = error_events(span, transaction, self.convert_options, by_index or None, tracebacks or None)
-        assert span.context is not None
-        envelopes: list[Envelope] = []
-        for index, event_id, event in zip(indices, event_ids, events):
-            if index in skip:
-                continue
-            if event_id:
-                event["event_id"] = event_id
-            envelope = self._finish(event, by_index.get(index), self._dsc(span))
-            if envelope is not None:
-                envelopes.append(envelope)
-        # One event per envelope: the first is returned, any others queue up behind it (and flush knows).
-        self._follow_ups += max(0, len(envelopes) - 1)
-        for extra in envelopes[1:]:
-            self.transport.submit("error", functools.partial(_same, extra))
-        return envelopes[0] if envelopes else None
+        if not converted:
+            tracebacks = {i: tb for i, (_, tb) in live.items() if tb is not None}
+            events = error_events(span, transaction, self.convert_options, by_index or None, tracebacks or None)
+            converted.update(dict.fromkeys(indices))
+            for i, event_id, made in zip(indices, event_ids, events):
+                if event_id:
+                    made["event_id"] = event_id
+                converted[i] = made
+        event = converted.pop(index, None)
+        if event is None:
+            return None
+        return self._finish(event, by_index.get(index), self._dsc(span))
 
     def _finish(
         self, event: dict[str, Any], exc: Optional[BaseException], dsc: Optional[dict[str, str]]
@@ -303,14 +305,7 @@ class SentryLeg:
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
-        """Flush the transport, again while the worker queued follow-up envelopes behind the flush marker."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            follow_ups = self._follow_ups
-            if not self.transport.flush(max(0.0, deadline - time.monotonic())):
-                return False
-            if self._follow_ups == follow_ups:
-                return True
+        return self.transport.flush(timeout)
 
     def shutdown(self, timeout: float) -> None:
         """Send what the assembler still holds, then stop the transport within ``timeout``. Idempotent."""
@@ -322,13 +317,7 @@ class SentryLeg:
             ready = self.assembler.drain()
         for root, children in ready:
             self._submit(root, children)
-        deadline = time.monotonic() + max(0.0, timeout)
-        self.flush(timeout)  # follow-up envelopes included
-        self.transport.shutdown(max(0.0, deadline - time.monotonic()))
-
-
-def _same(envelope: Envelope) -> Envelope:
-    return envelope
+        self.transport.shutdown(timeout)
 
 
 def _source(attributes: Mapping[str, Any]) -> str:
