@@ -85,7 +85,7 @@ def test_a_faulty_sentry_costs_the_app_and_the_otlp_leg_nothing_and_every_loss_i
         with Stopwatch() as flushing:
             flushed = bridge.flush(0.5)
         assert flushing.seconds < 1.0
-        assert flushed is (fault not in SLOW)
+        assert flushed is (fault not in SLOW and fault != "refused")  # a backend that is down is not flushed
         assert len(otlp_receiver.wait_for_spans(3)) == 3
 
         # Recovery: the limit runs out, or the server answers again (or starts, for "refused").
@@ -114,8 +114,8 @@ def test_a_faulty_sentry_costs_the_app_and_the_otlp_leg_nothing_and_every_loss_i
         assert accounted == {category: 2 * n for category, n in ITEMS_PER_ROUND.items()}, (reports, fault)
         # The transport's own figures agree with what Sentry was told.
         assert transport.stats().dropped == reports
-        if fault in SLOW:  # the first envelope timed out; the rest waited in the queue and went out later
-            assert reports == {("network_error", "transaction"): 1}
+        if fault in SLOW or fault == "refused":  # some failed; the rest waited in the queue, and went out later
+            assert reports and {reason for reason, _ in reports} == {"network_error"}
         elif fault not in DELIVERED and fault not in RATE_LIMITED:
             reason = "send_error" if fault in ("413", "500") else "network_error"
             assert reports == {(reason, "transaction"): 3, (reason, "error"): 3}
@@ -175,3 +175,33 @@ def test_stats_without_a_bridge_and_without_a_sentry_leg(otlp_receiver: OtlpRece
     assert stats.sentry is None
     assert stats.otlp == bridge.OtlpStats(exported=2, failed=0, dropped=0, abandoned=0, queued=0)
     assert stats.otlp.lost == 0
+
+
+def test_a_refusing_sentry_is_not_retried_in_a_busy_loop() -> None:
+    """A refused connection fails at once: the worker waits a moment before it builds the next envelope
+    (building and failing envelope after envelope held the GIL from the app's requests), and what it did
+    not get to stays queued for when Sentry is back."""
+    from bridge.sentry.dsn import Dsn
+    from bridge.sentry.envelope import Envelope
+    from bridge.sentry.transport import Transport
+
+    port = unused_port()
+    transport = Transport(Dsn.parse(f"http://{PUBLIC_KEY}@127.0.0.1:{port}/{PROJECT_ID}"))
+    built: list[int] = []
+
+    def build() -> Envelope:
+        built.append(1)
+        return Envelope.for_event({"event_id": "0" * 32, "message": "m", "level": "info"})
+
+    try:
+        for _ in range(100):
+            assert transport.submit("error", build)
+        with Stopwatch() as waiting:
+            assert transport.flush(0.6) is False  # Sentry is down: not flushed
+        assert len(built) <= 1 + waiting.seconds / 0.25 + 1  # one try per 0.25 s, not 100 in a row
+        assert transport.stats().queued >= 90
+        with SentryReceiver(port=port) as receiver:
+            assert transport.flush(10)
+            assert len(receiver.events()) == 100 - sum(transport.stats().dropped.values())
+    finally:
+        transport.shutdown(0.5)
