@@ -8,21 +8,25 @@ app = bridge.BridgeMiddleware(app)     # one SERVER span per request; errors to 
 from __future__ import annotations
 
 from bridge.errors import ConfigError
+from bridge.health import BridgeStats, OtlpStats
 from bridge.scope import capture_exception, capture_message, set_tag, set_user
-from bridge.setup import Bridge, flush, init, shutdown
+from bridge.setup import Bridge, flush, init, shutdown, stats
 from bridge.version import __version__
 from bridge.wsgi import BridgeMiddleware
 
 __all__ = [
     "Bridge",
     "BridgeMiddleware",
+    "BridgeStats",
     "ConfigError",
     "__version__",
     "capture_exception",
     "capture_message",
     "flush",
     "init",
+    "OtlpStats",
     "set_tag",
     "set_user",
     "shutdown",
+    "stats",
 ]

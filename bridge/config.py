@@ -77,6 +77,7 @@ class Options:
     in_app_include: tuple[str, ...] = ()
     in_app_exclude: tuple[str, ...] = ()
     sentry_queue_size: int = 1000
+    sentry_timeout: float = 5.0
     shutdown_timeout: float = 2.0
     # where each value came from: "argument", "environment (NAME)" or "default"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -204,6 +205,9 @@ class _Resolver:
         self._take("in_app_include", (), _comma_list, ())
         self._take("in_app_exclude", (), _comma_list, ())
         self._take("sentry_queue_size", (), _warn_int(1000), 1000)
+        self.values["sentry_timeout"] = _positive_float(
+            "sentry_timeout", self._take("sentry_timeout", (), _positive_float, 5.0)
+        )
         self._take("shutdown_timeout", (), _positive_float, 2.0)
         if self.values["before_send"] is not None and not callable(self.values["before_send"]):
             raise ConfigError(

@@ -1,7 +1,9 @@
 """The OTLP leg's exporter: OpenTelemetry's own OTLP/HTTP exporter, wrapped to count what it loses.
 
-The SDK exporter logs each failure; under a dead collector that is a line per batch. The wrapper counts
-lost spans (``lost_spans``) and logs at most one warning per interval, with the running total.
+The SDK exporter logs each failure; under a dead collector that is a line per batch, forever. The wrapper
+counts lost spans (``lost_spans``) and logs at most one warning per interval, with the running total; and
+the SDK exporter's own log lines are let through at most once per interval per kind of line (a filter on
+its logger, ``SDK_EXPORTER_LOGGER``; the first of each kind still tells what went wrong).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bridge.config import Options
 
-__all__ = ["CountingSpanExporter", "build_otlp_exporter"]
+__all__ = ["CountingSpanExporter", "build_otlp_exporter", "SDK_EXPORTER_LOGGER", "OncePerInterval"]
 
 logger = logging.getLogger(__name__)
+
+SDK_EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 
 _COMPRESSION = {"gzip": Compression.Gzip, "deflate": Compression.Deflate, "none": Compression.NoCompression}
 
@@ -63,7 +67,37 @@ class CountingSpanExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
+class OncePerInterval(logging.Filter):
+    """A logger filter: each (level, message template) passes at most once per ``interval`` seconds."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[tuple[int, str], float] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.levelno, record.msg if isinstance(record.msg, str) else type(record.msg).__name__)
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval:
+                return False
+            if len(self._last) > 256:
+                self._last.clear()
+            self._last[key] = now
+            return True
+
+
+def throttle_sdk_logs(interval: float = 60.0) -> None:
+    """Install ``OncePerInterval`` on the SDK exporter's logger (once per process)."""
+    sdk_logger = logging.getLogger(SDK_EXPORTER_LOGGER)
+    if not any(isinstance(existing, OncePerInterval) for existing in sdk_logger.filters):
+        sdk_logger.addFilter(OncePerInterval(interval))
+
+
 def build_otlp_exporter(options: Options) -> CountingSpanExporter:
+    throttle_sdk_logs()
     exporter = OTLPSpanExporter(
         endpoint=options.otlp_endpoint,
         headers=dict(options.otlp_headers),

@@ -8,12 +8,13 @@ delegates to whichever configuration is active, so tracers obtained before a re-
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from opentelemetry import context as context_api
 from opentelemetry import propagate
@@ -22,16 +23,18 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.util.types import Attributes
 
+from bridge.batch import BoundedBatchSpanProcessor
 from bridge.config import Options
 from bridge.errors import ConfigError
+from bridge.health import BridgeStats, OtlpStats
 from bridge.otlp import CountingSpanExporter, build_otlp_exporter
 from bridge.sampling import build_sampler
 from bridge.version import __version__
 
-__all__ = ["Bridge", "init", "flush", "shutdown", "active", "build_sampler", "build_resource"]
+__all__ = ["Bridge", "init", "flush", "shutdown", "stats", "active", "build_sampler", "build_resource"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +94,7 @@ class Bridge:
         self.provider: Optional[TracerProvider] = None
         self.tracer: trace_api.Tracer = trace_api.NoOpTracer()
         self.otlp_exporter: Optional[CountingSpanExporter] = None
+        self.otlp_processor: Optional[BoundedBatchSpanProcessor] = None
         self.sentry: Any = None  # bridge.sentry.leg.SentryLeg when the Sentry leg is on
         self._processors: list[SpanProcessor] = []
         self._closed = False
@@ -99,19 +103,20 @@ class Bridge:
         self.provider = TracerProvider(
             sampler=build_sampler(options), resource=build_resource(options), shutdown_on_exit=False
         )
+        shutdown_millis = options.shutdown_timeout * 1000
         if options.otlp_enabled:
             self.otlp_exporter = build_otlp_exporter(options)
-            self._add(
-                BatchSpanProcessor(
-                    self.otlp_exporter,
-                    max_queue_size=options.bsp_max_queue_size,
-                    schedule_delay_millis=options.bsp_schedule_delay_ms,
-                    max_export_batch_size=options.bsp_max_export_batch_size,
-                    export_timeout_millis=options.bsp_export_timeout_ms,
-                )
+            self.otlp_processor = BoundedBatchSpanProcessor(
+                self.otlp_exporter,
+                max_queue_size=options.bsp_max_queue_size,
+                schedule_delay_millis=options.bsp_schedule_delay_ms,
+                max_export_batch_size=options.bsp_max_export_batch_size,
+                export_timeout_millis=options.bsp_export_timeout_ms,
+                shutdown_timeout_millis=shutdown_millis,
             )
+            self._add(self.otlp_processor)
         if "console" in options.exporters:
-            self._add(BatchSpanProcessor(ConsoleSpanExporter()))
+            self._add(BoundedBatchSpanProcessor(ConsoleSpanExporter(), shutdown_timeout_millis=shutdown_millis))
         if options.sentry_enabled:
             from bridge.sentry.leg import SentryLeg
 
@@ -129,24 +134,85 @@ class Bridge:
         return self.provider is not None and not self._closed
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Export everything queued so far, on both legs, within ``timeout`` seconds in all."""
+        """Export everything queued so far, on both legs at once, within ``timeout`` seconds in all.
+
+        The legs flush in parallel, so a backend that hangs costs the other nothing (the provider's own
+        ``force_flush`` goes one processor after the other, and gives the next only what time is left).
+        """
         if self.provider is None or self._closed:
             return True
-        with _suppressed():
-            return bool(self.provider.force_flush(int(timeout * 1000)))
+        deadline = time.monotonic() + max(0.0, timeout)
+        calls = [functools.partial(_flush_processor, processor, deadline) for processor in self._processors]
+        return _all_at_once(calls, deadline)
 
     def shutdown(self, timeout: Optional[float] = None) -> None:
-        """Flush (within ``timeout``, default ``shutdown_timeout``) and stop both legs. Idempotent."""
+        """Flush (within ``timeout``, default ``shutdown_timeout``) and stop both legs. Idempotent.
+
+        The whole call takes at most ``timeout`` (plus thread scheduling), whatever the backends do: what
+        is still queued at the deadline is dropped and counted (``stats()``).
+        """
         if self.provider is None or self._closed:
             return
         timeout = self.options.shutdown_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max(0.0, timeout)
         self.flush(timeout)
         self._closed = True
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         with _suppressed():
             if self.sentry is not None:  # before the provider, so its processor's shutdown is a no-op
-                self.sentry.shutdown(max(0.0, deadline - time.monotonic()))
+                self.sentry.shutdown(left())
+            for processor in self._processors:
+                if isinstance(processor, BoundedBatchSpanProcessor):
+                    processor.shutdown(left() * 1000)
             self.provider.shutdown()
+
+    def stats(self) -> BridgeStats:
+        """What each leg delivered and lost so far (see ``bridge.health``)."""
+        otlp = None
+        if self.otlp_exporter is not None and self.otlp_processor is not None:
+            otlp = OtlpStats(
+                exported=self.otlp_exporter.exported_spans,
+                failed=self.otlp_exporter.lost_spans,
+                dropped=self.otlp_processor.dropped_spans,
+                abandoned=self.otlp_processor.abandoned_spans,
+                queued=self.otlp_processor.queued_spans,
+            )
+        sentry = self.sentry.transport.stats() if self.sentry is not None else None
+        return BridgeStats(otlp=otlp, sentry=sentry)
+
+
+def _flush_processor(processor: SpanProcessor, deadline: float) -> bool:
+    with _suppressed():
+        return bool(processor.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000)))
+
+
+def _all_at_once(calls: Sequence[Callable[[], bool]], deadline: float) -> bool:
+    """Run ``calls`` in parallel (the last one on this thread); True when all returned True by ``deadline``."""
+    results = [False] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except Exception:
+            logger.debug("otel-sentry-bridge: a flush failed", exc_info=True)
+
+    threads = []
+    for index in range(len(calls) - 1):
+        thread = threading.Thread(target=run, args=(index,), name="otel-sentry-bridge-flush", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no new threads (interpreter exit): one after the other
+            run(index)
+            continue
+        threads.append(thread)
+    if calls:
+        run(len(calls) - 1)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return all(results)
 
 
 @contextmanager
@@ -243,6 +309,12 @@ def flush(timeout: float = 5.0) -> bool:
     """Export everything queued so far within ``timeout`` seconds; True when all of it went out."""
     bridge = _active
     return True if bridge is None else bridge.flush(timeout)
+
+
+def stats() -> BridgeStats:
+    """Delivered and lost counts of the active configuration (both None when there is none)."""
+    bridge = _active
+    return BridgeStats(otlp=None, sentry=None) if bridge is None else bridge.stats()
 
 
 def shutdown(timeout: Optional[float] = None) -> None:

@@ -70,6 +70,24 @@ def _semconv_mode() -> _StabilityMode:
     return _StabilityMode.HTTP_DUP if "http/dup" in opt_in else _StabilityMode.HTTP
 
 
+_untraced_warned = [float("-inf")]
+
+
+def _warn_untraced() -> None:
+    """From an ``except`` block: a request the bridge cannot trace (a broken environ, say) is served untraced;
+    WARNING with the traceback once a minute, DEBUG otherwise (one per request would flood the logs)."""
+    now = time.monotonic()
+    if now - _untraced_warned[0] >= 60.0:
+        _untraced_warned[0] = now
+        logger.warning(
+            "otel-sentry-bridge: could not start a span for this request; it is served untraced "
+            "(similar failures are logged at DEBUG for a minute)",
+            exc_info=True,
+        )
+    else:
+        logger.debug("otel-sentry-bridge: could not start a span for this request", exc_info=True)
+
+
 class _HookGuard:
     """Calls a user hook; a hook that raises is logged (once a minute per hook) and treated as absent."""
 
@@ -163,14 +181,14 @@ class BridgeMiddleware:
         try:
             request = self._begin(environ, start_response)
         except Exception:
-            logger.warning("otel-sentry-bridge: could not start a span for this request", exc_info=True)
+            _warn_untraced()
             request = None
         if request is None:
             return self.app(environ, start_response)
         request.activate()
         try:
             result = self.app(environ, request.start_response)
-        except Exception as exc:
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit...: the context must not stay attached
             request.deactivate()
             request.fail(exc)
             request.end()
@@ -308,7 +326,9 @@ class _Request:
             middleware.guard.call("response_hook", middleware.response_hook, span, self.environ, status, headers)
 
     def fail(self, exc: BaseException) -> None:
-        """Record an exception that escaped the app; never raises."""
+        """Record an exception that escaped the app; never raises. ``SystemExit(0)`` is no error."""
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            return
         try:
             span = self.span
             if span.is_recording() and not self.started:
@@ -352,7 +372,7 @@ class _ClosingHook:
         try:
             if self._close is not None:
                 self._close()
-        except Exception as exc:
+        except BaseException as exc:
             request.fail(exc)
             raise
         finally:
@@ -386,7 +406,7 @@ class _ResponseBody:
             return next(self._iterator)
         except StopIteration:
             raise
-        except Exception as exc:
+        except BaseException as exc:
             request.fail(exc)
             raise
         finally:
@@ -403,7 +423,7 @@ class _ResponseBody:
                 request.activate()
                 try:
                     close()
-                except Exception as exc:
+                except BaseException as exc:
                     request.fail(exc)
                     raise
                 finally:

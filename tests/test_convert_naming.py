@@ -158,6 +158,11 @@ def test_description(attributes: dict[str, Any], kind: SpanKind, name: str, desc
         ({}, "nightly job", "nightly job", "custom"),
         ({"http.method": "GET"}, "generic WSGI request", "GET", "custom"),
         ({}, "", "<unlabeled transaction>", "custom"),
+        ({"http.method": " "}, "", "<unlabeled transaction>", "custom"),  # a blank method is no method
+        (
+            {"http.request.method": "_OTHER", "http.request.method_original": "\t", "url.path": "/c"},
+            "", "_OTHER /c", "url",
+        ),
     ],
 )  # fmt: skip
 def test_transaction_name(attributes: dict[str, Any], span_name: str, name: str, source: str) -> None:

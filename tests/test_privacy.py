@@ -155,7 +155,7 @@ def test_canaries_reach_sentry_only_with_send_default_pii(
     for canary in CANARIES:
         assert (canary.encode() in everything) is pii, canary
     if pii:
-        assert transaction["user"] == {"ip_address": CLIENT_IP}
+        assert transaction["user"] == {"ip_address": "198.51.100.77"}  # X-Forwarded-For first, as sentry-sdk
         assert transaction["request"]["env"]["REMOTE_ADDR"] == CLIENT_IP
         assert transaction["request"]["headers"]["Cookie"] == "sid=CANARY-COOKIE"
     else:
@@ -163,3 +163,11 @@ def test_canaries_reach_sentry_only_with_send_default_pii(
         assert headers["Cookie"] == headers["Authorization"] == headers["X-Forwarded-For"] == FILTERED
         assert headers["User-Agent"] == "visible-agent/1.0"
         assert "user" not in transaction and "REMOTE_ADDR" not in transaction["request"]["env"]
+
+
+def test_long_strings_in_sequences_are_capped_too() -> None:
+    """Captured headers are lists: a 1 MB header made a transaction Sentry refuses (over 1 MiB)."""
+    huge = "x" * (MAX_VALUE_CHARS * 100)
+    for pii in (False, True):
+        capped = filter_attributes({"http.request.header.x_huge": [huge, 7], "custom": (huge,)}, pii)
+        assert capped == {"http.request.header.x_huge": [huge[:MAX_VALUE_CHARS], 7], "custom": [huge[:MAX_VALUE_CHARS]]}

@@ -266,6 +266,24 @@ def client_ip(attributes: Mapping[str, Any]) -> str | None:
     return None
 
 
+_FORWARDED_KEYS: Final = ("http.request.header.x_forwarded_for", "http.request.header.x_real_ip")
+
+
+def user_ip(attributes: Mapping[str, Any]) -> str | None:
+    """The user's IP as sentry-sdk finds it: the first ``X-Forwarded-For`` address, else ``X-Real-IP`` (when
+    those headers are captured), else the client address."""
+    for key in _FORWARDED_KEYS:
+        value = attributes.get(key)
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if isinstance(value, str) and value:
+            try:
+                return str(ipaddress.ip_address(value.split(",")[0].strip()))
+            except ValueError:
+                continue
+    return client_ip(attributes)
+
+
 def user_for(attributes: Mapping[str, Any], send_default_pii: bool) -> dict[str, str] | None:
     """``enduser.id``/``user.id`` → id, ``user.email``, ``user.name`` → username; the IP only with PII."""
     user = {}
@@ -274,7 +292,7 @@ def user_for(attributes: Mapping[str, Any], send_default_pii: bool) -> dict[str,
         if value:
             user[target] = value[: privacy.MAX_VALUE_CHARS]
     if send_default_pii:
-        ip = client_ip(attributes)
+        ip = user_ip(attributes)
         if ip:
             user["ip_address"] = ip
     return user or None

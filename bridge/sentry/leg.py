@@ -88,7 +88,10 @@ class SentryLeg:
             sdk_version=__version__,
         )
         self.transport = transport or Transport(
-            options.dsn, queue_size=options.sentry_queue_size, client=f"otel-sentry-bridge/{__version__}"
+            options.dsn,
+            queue_size=options.sentry_queue_size,
+            timeout=options.sentry_timeout,
+            client=f"otel-sentry-bridge/{__version__}",
         )
         self.assembler = assembler or Assembler()
         self.sample_rate = traces_sample_rate(options)
@@ -149,9 +152,13 @@ class SentryLeg:
                     seen.add(key)
             name, source = named
             live = take_live_exceptions(span.context.span_id)  # type: ignore[union-attr]
-            self.transport.submit(
-                "error", functools.partial(self._span_errors, span, name, source, skip, live, root)
-            )
+            # One task per error event, so that a task dropped before it is built (a full queue, a rate
+            # limit, shutdown) counts exactly the events it held; the span converts once, for all of them.
+            converted: dict[int, Optional[dict[str, Any]]] = {}
+            for index, event in enumerate(span.events):
+                if event.name in ERROR_EVENT_NAMES and index not in skip:
+                    build = functools.partial(self._span_error, span, name, source, live, converted, index, root)
+                    self.transport.submit("error", build)
         context = root.context
         if context is not None and context.trace_flags.sampled:
             self.transport.submit("transaction", lambda: self._transaction(root, children))
@@ -192,35 +199,34 @@ class SentryLeg:
         event = transaction_event(root, children, self.convert_options)
         return Envelope.for_event(event, self._dsc(root))
 
-    def _span_errors(
+    def _span_error(
         self,
         span: ReadableSpan,
         transaction: Optional[str],
         source: Optional[str],
-        skip: set[int],
         kept: Mapping[str, LiveException],
+        converted: dict[int, Optional[dict[str, Any]]],
+        index: int,
         root: Optional[ReadableSpan] = None,
     ) -> Optional[Envelope]:
+        """The envelope of the error event at ``index`` in ``span.events``. The first of the span's builders
+        to run converts all its error events into ``converted`` (builders run one by one, on the worker)."""
         indices = [i for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
         event_ids = [str((span.events[i].attributes or {}).get("sentry.event_id") or "") for i in indices]
         live = {i: kept[event_id] for i, event_id in zip(indices, event_ids) if event_id in kept}
         by_index = {i: exc for i, (exc, _) in live.items()}
-        tracebacks = {i: tb for i, (_, tb) in live.items() if tb is not None}
-        events = error_events(span, transaction, self.convert_options, by_index or None, tracebacks or None)
-        assert span.context is not None
-        envelopes: list[Envelope] = []
-        for index, event_id, event in zip(indices, event_ids, events):
-            if index in skip:
-                continue
-            if event_id:
-                event["event_id"] = event_id
-            envelope = self._finish(event, by_index.get(index), self._dsc(span, root))
-            if envelope is not None:
-                envelopes.append(envelope)
-        # One event per envelope: the first is returned, any others queue up behind it.
-        for extra in envelopes[1:]:
-            self.transport.submit("error", functools.partial(_same, extra))
-        return envelopes[0] if envelopes else None
+        if not converted:
+            tracebacks = {i: tb for i, (_, tb) in live.items() if tb is not None}
+            events = error_events(span, transaction, self.convert_options, by_index or None, tracebacks or None)
+            converted.update(dict.fromkeys(indices))
+            for i, event_id, made in zip(indices, event_ids, events):
+                if event_id:
+                    made["event_id"] = event_id
+                converted[i] = made
+        event = converted.pop(index, None)
+        if event is None:
+            return None
+        return self._finish(event, by_index.get(index), self._dsc(span, root))
 
     def _finish(
         self, event: dict[str, Any], exc: Optional[BaseException], dsc: Optional[dict[str, str]]
@@ -331,10 +337,6 @@ class SentryLeg:
         for root, children in ready:
             self._submit(root, children)
         self.transport.shutdown(timeout)
-
-
-def _same(envelope: Envelope) -> Envelope:
-    return envelope
 
 
 def _source(attributes: Mapping[str, Any]) -> str:

@@ -45,10 +45,13 @@ _STATUS_BY_CODE: Final = {
 
 
 def http_method(attributes: Mapping[str, Any]) -> str | None:
+    """The request's method, as sent (``_OTHER`` resolved); None when there is none or it is blank."""
     method = first_str(attributes, "http.request.method", "http.method")
     if method == "_OTHER":
-        return first_str(attributes, "http.request.method_original") or method
-    return method
+        original = first_str(attributes, "http.request.method_original")
+        if original and original.strip():
+            method = original
+    return method.strip() or None if method else None
 
 
 def _strip_query(text: str) -> str:

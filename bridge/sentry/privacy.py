@@ -164,8 +164,11 @@ def _action(key: str) -> int:
 
 
 def _cap(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
-        return value[:MAX_VALUE_CHARS]
+    """Strings, and strings in sequences (captured headers are lists), cut at ``MAX_VALUE_CHARS``."""
+    if isinstance(value, str):
+        return value[:MAX_VALUE_CHARS] if len(value) > MAX_VALUE_CHARS else value
+    if isinstance(value, (list, tuple)) and any(isinstance(i, str) and len(i) > MAX_VALUE_CHARS for i in value):
+        return [item[:MAX_VALUE_CHARS] if isinstance(item, str) else item for item in value]
     return value
 
 
@@ -185,7 +188,10 @@ def filter_attributes(attributes: Mapping[str, Any] | None, send_default_pii: bo
         if action is None:
             action = _action(key)
         if action == _KEEP:
-            out[key] = value[:MAX_VALUE_CHARS] if value.__class__ is str and len(value) > MAX_VALUE_CHARS else value
+            if value.__class__ is str:
+                out[key] = value[:MAX_VALUE_CHARS] if len(value) > MAX_VALUE_CHARS else value
+            else:
+                out[key] = _cap(value)
         elif action == _DROP:
             continue
         elif action == _HEADER:

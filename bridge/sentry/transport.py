@@ -42,6 +42,10 @@ Build = Callable[[], Optional[Envelope]]
 _Task = tuple[str, Optional[Build]]  # (category, builder); no builder: a flush marker
 
 _LOG_EVERY = 60.0  # seconds between two WARNING lines for the same kind of failure
+# After a network error (refused, unreachable, timed out) the worker waits this long before it builds the
+# next envelope: a refused connection fails at once, and building and failing envelope after envelope
+# kept the GIL from the app's requests (p99 x10 in benchmarks/faults.py). What arrives meanwhile queues.
+_DOWN_FOR = 0.25
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,8 @@ class Transport:
         self._sent = 0
         self._reports_sent = 0
         self._failed: dict[str, int] = {}
+        self._down_until = 0.0  # after a network error: the next envelope is not built before then
+        self._paused: Optional[str] = None  # the category of the task the worker holds while it waits
 
     # -- the caller's side: never blocks on I/O, never raises ----------------------------------------
     def submit(self, category: str, build: Build) -> bool:
@@ -191,6 +197,8 @@ class Transport:
             with self._lock:
                 self._closed = True
                 abandoned = [category for category, build in self._queue if build is not None]
+                if self._paused is not None:  # the worker waits out a network error: its task is dropped too
+                    abandoned.append(self._paused)
                 self._done += len(self._queue)
                 self._queue.clear()
                 self._progress.notify_all()
@@ -293,6 +301,15 @@ class Transport:
             logger.debug("transport step failed", exc_info=True)
 
     def _build_and_send(self, category: str, build: Build) -> None:
+        pause = self._down_until - time.monotonic()
+        if pause > 0:
+            with self._lock:  # woken early by shutdown, which then counts this task as dropped
+                if not self._closed:
+                    self._paused = category
+                    self._has_work.wait(pause)
+                    self._paused = None
+                if self._closed:
+                    return
         try:
             envelope = build()
         except BaseException as exc:  # even SystemExit: a builder must not end the worker
@@ -328,9 +345,11 @@ class Transport:
         try:
             response = self._sender.send(body, self._headers)
         except Exception as exc:
+            self._down_until = time.monotonic() + _DOWN_FOR
             self._failure("network_error", envelope, report, None)
             self._log.warn("network_error", "could not reach Sentry at %s: %r", self.dsn.envelope_url, exc)
             return
+        self._down_until = 0.0
         self._learn_limits(response)
         if 200 <= response.status < 300:
             self._sent += 1

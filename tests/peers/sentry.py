@@ -76,11 +76,11 @@ def _keys(request: Request) -> list[str]:
 class SentryReceiver(RecordingServer):
     """``with SentryReceiver() as receiver:``; point a client at ``receiver.dsn``."""
 
-    def __init__(self, responder: Optional[Responder] = None) -> None:
+    def __init__(self, responder: Optional[Responder] = None, port: int = 0) -> None:
         self.received: list[Received] = []
         self._answer: Responder = accept
         self._arrived = threading.Condition()
-        super().__init__(responder or accept)
+        super().__init__(responder or accept, port=port)
 
     def __enter__(self) -> SentryReceiver:
         self.start()
