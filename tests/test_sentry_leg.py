@@ -295,3 +295,15 @@ def test_a_hung_sentry_never_touches_requests_or_the_otlp_leg(otlp_receiver: Otl
         assert bridge.flush(1.0) is False  # the Sentry leg cannot drain...
         assert len(otlp_receiver.spans()) == 20  # ...but every span went out over OTLP
         bridge.shutdown(timeout=0.5)
+
+
+def test_a_replaced_configuration_is_released(sentry_receiver: SentryReceiver) -> None:
+    import gc
+    import weakref
+
+    first = bridge.init(dsn=sentry_receiver.dsn, exporters=["sentry"])
+    leg = weakref.ref(first.sentry)
+    bridge.init(dsn=sentry_receiver.dsn, exporters=["sentry"])
+    del first
+    gc.collect()
+    assert leg() is None  # nothing (a fork hook, a global) keeps the old leg and its queue alive

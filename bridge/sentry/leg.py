@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
@@ -101,7 +102,7 @@ class SentryLeg:
         self.processor = SentrySpanProcessor(self)
         if in_process:
             dsc_module.set_head(self)  # outgoing baggage states this leg's DSC (bridge.dsc)
-        os.register_at_fork(after_in_child=self._after_fork)
+        _legs.add(self)  # a weak set: a leg replaced by a later init() is not kept alive by the fork hook
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -377,3 +378,16 @@ class SentrySpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.leg.flush(timeout_millis / 1000)
+
+
+_legs: weakref.WeakSet[SentryLeg] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A lock held by another thread at fork() time would never be released in the child."""
+    for leg in list(_legs):
+        leg._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
