@@ -16,7 +16,7 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
@@ -262,28 +262,10 @@ class SentryLeg:
         handled: bool,
         event_id: str,
     ) -> str:
-        attributes = dict(scope.attributes) if scope is not None else {}
-        dsc = self._unsampled_dsc(span_context, scope, attributes)
+        def make(common: dict[str, Any]) -> dict[str, Any]:
+            return exception_event(exc, handled=handled, traceback=traceback, **common)
 
-        def build() -> Optional[Envelope]:
-            name = _request_name(attributes)
-            event = exception_event(
-                exc,
-                trace_id=span_context.trace_id,
-                span_id=span_context.span_id,
-                parent_span_id=None,
-                transaction=name,
-                handled=handled,
-                attributes=attributes,
-                resource=self.resource.attributes,
-                options=self.convert_options,
-                traceback=traceback,
-            )
-            event["event_id"] = event_id
-            return self._finish(event, exc, dsc)
-
-        self.transport.submit("error", build)
-        return event_id
+        return self._capture_unsampled(make, exc, span_context, scope, event_id)
 
     def capture_unsampled_message(
         self,
@@ -293,24 +275,37 @@ class SentryLeg:
         scope: Optional[RequestScope],
         event_id: str,
     ) -> str:
+        def make(common: dict[str, Any]) -> dict[str, Any]:
+            return message_event(text, level, **common)
+
+        return self._capture_unsampled(make, None, span_context, scope, event_id)
+
+    def _capture_unsampled(
+        self,
+        make: Callable[[dict[str, Any]], dict[str, Any]],
+        exc: Optional[BaseException],
+        span_context: trace_api.SpanContext,
+        scope: Optional[RequestScope],
+        event_id: str,
+    ) -> str:
+        """Queue one event of a request whose span records nothing; it is built on the worker."""
         attributes = dict(scope.attributes) if scope is not None else {}
         dsc = self._unsampled_dsc(span_context, scope, attributes)
 
         def build() -> Optional[Envelope]:
-            name = _request_name(attributes)
-            event = message_event(
-                text,
-                level,
-                trace_id=span_context.trace_id,
-                span_id=span_context.span_id,
-                parent_span_id=None,
-                transaction=name,
-                attributes=attributes,
-                resource=self.resource.attributes,
-                options=self.convert_options,
+            event = make(
+                {
+                    "trace_id": span_context.trace_id,
+                    "span_id": span_context.span_id,
+                    "parent_span_id": None,
+                    "transaction": _request_name(attributes),
+                    "attributes": attributes,
+                    "resource": self.resource.attributes,
+                    "options": self.convert_options,
+                }
             )
             event["event_id"] = event_id
-            return self._finish(event, None, dsc)
+            return self._finish(event, exc, dsc)
 
         self.transport.submit("error", build)
         return event_id
