@@ -474,9 +474,11 @@ def test_a_pipelined_burst_reaches_bugsink_whose_gunicorn_closes_after_every_ans
     windows: list[int] = []
     send_many = client.send_many
     client.send_many = lambda requests: windows.append(len(requests)) or send_many(requests)
-    gate = threading.Event()
+    running, gate = threading.Event(), threading.Event()
     try:
-        assert transport.submit("error", lambda: gate.wait(5) and None)  # holds the worker until all are queued
+        # A first task holds the worker until all eight are queued behind it.
+        assert transport.submit("error", lambda: running.set() or gate.wait(5) and None)
+        assert running.wait(5)
         events = [error_event() for _ in range(8)]
         for event in events:
             assert transport.submit("error", build(event))

@@ -24,6 +24,7 @@ from bridge.sentry import naming
 from bridge.sentry.context import (
     ConvertOptions,
     base_event,
+    plain,
     request_context,
     resource_view,
     seconds,
@@ -79,7 +80,7 @@ def _times(span: ReadableSpan) -> tuple[float, float]:
 
 
 def _child(span: ReadableSpan, send_default_pii: bool) -> dict[str, Any]:
-    attributes = dict(span.attributes or {})  # one copy: the SDK's mapping proxy is slow to read
+    attributes = plain(span.attributes)  # one copy: the SDK's mapping proxy is slow to read
     start, end = _times(span)
     kind = span.kind
     out: dict[str, Any] = {
@@ -100,7 +101,7 @@ def _child(span: ReadableSpan, send_default_pii: bool) -> dict[str, Any]:
 
 def transaction_event(root: ReadableSpan, children: Sequence[ReadableSpan], options: ConvertOptions) -> dict[str, Any]:
     """The Sentry transaction of a local root span and its descendants that ended in this process."""
-    attributes = dict(root.attributes or {})  # one copy: the SDK's mapping proxy is slow to read
+    attributes = plain(root.attributes)  # one copy: the SDK's mapping proxy is slow to read
     view = resource_view(getattr(root.resource, "attributes", None), options)
     pii = options.send_default_pii
     name, source = naming.name_for(attributes, root.name)
