@@ -491,3 +491,18 @@ def test_a_pipelined_burst_reaches_bugsink_whose_gunicorn_closes_after_every_ans
     stats = transport.stats()
     assert (stats.sent, stats.failed, stats.dropped) == (8, {}, {})
     assert windows == [8] and client.connections == 8 and client.pipeline_depth == 1
+
+
+def test_envelopes_linger_for_company_until_a_batch_fills_or_a_flush_asks(server: RecordingServer, make: Any) -> None:
+    transport = make(server.port, linger=30.0, batch=4)
+    for _ in range(3):
+        assert transport.submit("error", build(error_event()))
+    with pytest.raises(AssertionError):
+        server.wait_for(1, timeout=0.3)  # lingering: nothing sent yet
+    assert transport.submit("error", build(error_event()))  # the 4th fills the batch: sent now, no flush
+    assert len(server.wait_for(4, timeout=5)) == 4
+    transport.submit("transaction", build(transaction_event()))
+    started = time.monotonic()
+    assert transport.flush(5)  # a flush never waits for the linger
+    assert time.monotonic() - started < 2
+    assert len(server.requests) == 5 and server.connections == 1

@@ -179,7 +179,7 @@ class SentryLeg:
         source: Optional[str],
         skip: set[int],
         kept: Mapping[str, LiveException],
-    ) -> Optional[Envelope]:
+    ) -> list[Envelope]:
         indices = [i for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
         event_ids = [str((span.events[i].attributes or {}).get("sentry.event_id") or "") for i in indices]
         live = {i: kept[event_id] for i, event_id in zip(indices, event_ids) if event_id in kept}
@@ -196,10 +196,7 @@ class SentryLeg:
             envelope = self._finish(event, by_index.get(index), self._dsc(span))
             if envelope is not None:
                 envelopes.append(envelope)
-        # One event per envelope: the first is returned, any others queue up behind it.
-        for extra in envelopes[1:]:
-            self.transport.submit("error", functools.partial(_same, extra))
-        return envelopes[0] if envelopes else None
+        return envelopes  # one event per envelope; they go out together
 
     def _finish(
         self, event: dict[str, Any], exc: Optional[BaseException], dsc: Optional[dict[str, str]]
@@ -310,10 +307,6 @@ class SentryLeg:
         for root, children in ready:
             self._submit(root, children)
         self.transport.shutdown(timeout)
-
-
-def _same(envelope: Envelope) -> Envelope:
-    return envelope
 
 
 def _source(attributes: Mapping[str, Any]) -> str:
