@@ -16,8 +16,8 @@ The hook between the propagator, outgoing requests and the Sentry leg (README, "
   (:data:`LAZY_ATTR`) when it starts; its state is made when it is first needed: a child starts, or
   the DSC is asked for while the root is live. A root that ends without either never had anything to
   share: its finished copy has no state, and the DSC made from it is the one the state would have
-  frozen (same trace, same name). This
-  saves the state and two book operations on every plain request (~5 us).
+  frozen (same trace, same name). This saves the state and two book operations on every plain request
+  (~5 us).
 
 Without the processor (the ``sentry`` exporter under another configurator) there is no state: outgoing
 requests still find the incoming DSC in the current context, but envelopes state this service's DSC.

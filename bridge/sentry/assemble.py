@@ -73,8 +73,15 @@ class Assembler:
         context = span.context
         assert context is not None
         if is_local_root(span):
-            bucket = self._buckets.get(context.trace_id)
-            children = self._take_descendants(bucket, context.trace_id, context.span_id) if bucket else []
+            bucket = self._buckets.get(context.trace_id) if self._buckets else None
+            if bucket is None:  # the common case: a root with nothing buffered (a couple of dict operations)
+                finished = self._finished
+                finished[context.span_id] = None
+                if len(finished) > self._remember:
+                    finished.popitem(last=False)
+                ready.append((span, []))
+                return ready
+            children = self._take_descendants(bucket, context.trace_id, context.span_id)
             ready.append((span, children))
             self._remember_sent(span, children)
             return ready

@@ -117,15 +117,16 @@ class SentryLeg:
     def _submit(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> None:
         named: Optional[tuple[str, str]] = None
         seen: set[tuple[Any, Any]] = set()
-        for span in (root, *children):
-            if not span.events or not any(event.name in ERROR_EVENT_NAMES for event in span.events):
+        for span in (root, *children) if children else (root,):
+            events = span.events  # a fresh tuple each time it is read
+            if not events or not any(event.name in ERROR_EVENT_NAMES for event in events):
                 continue
             if named is None:
                 named = transaction_name(root)
             # An exception escaping nested spans is recorded on each of them: report it once, from the
             # outermost span (the root comes first; it holds the live exception and the longest stack).
             skip = set()
-            for index, event in enumerate(span.events):
+            for index, event in enumerate(events):
                 if event.name == "exception":
                     attributes = event.attributes or {}
                     key = (attributes.get("exception.type"), attributes.get("exception.message"))
@@ -137,7 +138,7 @@ class SentryLeg:
             self.transport.submit("error", functools.partial(self._span_errors, span, name, source, skip, live))
         context = root.context
         if context is not None and context.trace_flags.sampled:
-            self.transport.submit("transaction", lambda: self._transaction(root, children))
+            self.transport.submit("transaction", functools.partial(self._transaction, root, children))
 
     # -- the DSC (bridge.dsc: the upstream's when it sent one, else this one) ------------------------
     def head_dsc(self, trace_id: int, sampled: bool, root: Optional[Any]) -> dict[str, str]:
