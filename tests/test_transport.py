@@ -506,3 +506,16 @@ def test_envelopes_linger_for_company_until_a_batch_fills_or_a_flush_asks(server
     assert transport.flush(5)  # a flush never waits for the linger
     assert time.monotonic() - started < 2
     assert len(server.requests) == 5 and server.connections == 1
+
+
+def test_bodies_below_the_threshold_go_uncompressed_and_larger_ones_gzipped(server: RecordingServer, make: Any) -> None:
+    transport = make(server.port, compress_from=2048)
+    small, large = error_event(), error_event()
+    large["extra"] = {"blob": "x" * 4000}
+    transport.submit("error", build(small))
+    transport.submit("error", build(large))
+    assert transport.flush(5)
+    first, second = server.wait_for(2)
+    assert "content-encoding" not in first.headers and first.body[:1] == b"{"
+    assert second.headers["content-encoding"] == "gzip" and second.body[:2] == b"\x1f\x8b"
+    assert [judged(r)[0][1]["event_id"] for r in (first, second)] == [small["event_id"], large["event_id"]]

@@ -99,6 +99,7 @@ class Transport:
         queue_size: int = 1000,
         timeout: float = 5.0,
         compress: bool = True,
+        compress_from: int = 0,
         client: str = "otel-sentry-bridge/0.1.0",
         sender: Optional[Sender] = None,
         client_report_interval: float = 30.0,
@@ -110,6 +111,7 @@ class Transport:
         self._linger = max(0.0, linger)  # seconds the first queued envelope may wait for others
         self._batch = max(1, batch)  # queued envelopes that wake the worker without waiting
         self._compress = compress
+        self._compress_from = max(0, compress_from)  # bodies shorter than this go as they are
         self._report_interval = max(0.1, client_report_interval)  # a failed report is retried this often
         self._sender: Sender = sender or HttpClient(dsn.envelope_url, timeout=timeout)
         self._headers = {
@@ -117,8 +119,7 @@ class Transport:
             "X-Sentry-Auth": dsn.auth_header(client),
             "User-Agent": client,
         }
-        if compress:
-            self._headers["Content-Encoding"] = "gzip"
+        self._gzip_headers = {**self._headers, "Content-Encoding": "gzip"}
         self._limits = RateLimits()
         self._losses = LossCounter()
         self._log = _Throttle()
@@ -385,13 +386,15 @@ class Transport:
 
     def _post(self, envelopes: list[Envelope], report: Optional[Report]) -> None:
         """POST the envelopes (pipelined when the sender can); ``report`` rides on the first one."""
-        bodies = []
+        requests = []
         for envelope in envelopes:
             body = envelope.serialize()
-            bodies.append(_gzip(body) if self._compress else body)
-        headers = self._headers
-        outcomes = self._send_all([(body, headers) for body in bodies])
-        for index, (envelope, body, outcome) in enumerate(zip(envelopes, bodies, outcomes)):
+            if self._compress and len(body) >= self._compress_from:
+                requests.append((_gzip(body), self._gzip_headers))
+            else:
+                requests.append((body, self._headers))
+        outcomes = self._send_all(requests)
+        for index, (envelope, (body, _), outcome) in enumerate(zip(envelopes, requests, outcomes)):
             carried = report if index == 0 else None
             if not isinstance(outcome, Response):
                 self._failure("network_error", envelope, carried, None)
@@ -407,7 +410,7 @@ class Transport:
             else:
                 self._failure("send_error", envelope, carried, outcome, len(body))
 
-    def _send_all(self, requests: list[tuple[bytes, Mapping[str, str]]]) -> list[Union[Response, Exception]]:
+    def _send_all(self, requests: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[Union[Response, Exception]]:
         """One outcome per request: pipelined through ``send_many`` when the sender has it."""
         send_many = getattr(self._sender, "send_many", None)
         if send_many is not None:
