@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
@@ -33,10 +33,8 @@ from bridge.sentry.context import (
     trace_hex,
     user_for,
 )
+from bridge.sentry.errors import error_events, exception_event, message_event
 from bridge.sentry.privacy import filter_attributes
-
-if TYPE_CHECKING:
-    from bridge.sentry.errors import error_events, exception_event, message_event
 
 __all__ = [
     "ConvertOptions",
@@ -52,18 +50,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_ERROR_SIDE = frozenset({"error_events", "exception_event", "message_event"})
-
-
-def __getattr__(name: str) -> Any:
-    """The error side (``bridge.sentry.errors`` and the exception and frame modules under it) is imported
-    on first use: a process that never converts an error never loads it (~0.3 MB)."""
-    if name in _ERROR_SIDE:
-        from bridge.sentry import errors
-
-        return getattr(errors, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def transaction_name(span: ReadableSpan) -> tuple[str, str]:

@@ -32,6 +32,9 @@ from bridge.sentry.assemble import Assembler
 from bridge.sentry.convert import (
     ConvertOptions,
     dynamic_sampling_context,
+    error_events,
+    exception_event,
+    message_event,
     transaction_event,
     transaction_name,
 )
@@ -192,8 +195,6 @@ class SentryLeg:
         live = {i: kept[event_id] for i, event_id in zip(indices, event_ids) if event_id in kept}
         by_index = {i: exc for i, (exc, _) in live.items()}
         tracebacks = {i: tb for i, (_, tb) in live.items() if tb is not None}
-        from bridge.sentry.errors import error_events  # the error side loads on first use (convert.py)
-
         events = error_events(span, transaction, self.convert_options, by_index or None, tracebacks or None)
         assert span.context is not None
         envelopes: list[Envelope] = []
@@ -244,8 +245,6 @@ class SentryLeg:
         dsc = self._unsampled_dsc(span_context, scope, attributes)
 
         def build() -> Optional[Envelope]:
-            from bridge.sentry.errors import exception_event
-
             name = _request_name(attributes)
             event = exception_event(
                 exc,
@@ -277,8 +276,6 @@ class SentryLeg:
         dsc = self._unsampled_dsc(span_context, scope, attributes)
 
         def build() -> Optional[Envelope]:
-            from bridge.sentry.errors import message_event
-
             name = _request_name(attributes)
             event = message_event(
                 text,
