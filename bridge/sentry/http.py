@@ -37,6 +37,8 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import struct
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -192,6 +194,15 @@ class HttpClient:
             if self.tls:
                 context = self._ssl_context or ssl.create_default_context()
                 sock = context.wrap_socket(sock, server_hostname=self.host)
+            elif _OS_TIMEOUTS:
+                # Plain TCP: the kernel enforces the timeout, so each read and write is one system call.
+                # With a Python-level timeout each is a poll() and then the call, and each gives the GIL
+                # up: in a busy process a background thread waits up to 5 ms to get it back, twice.
+                # (TLS reads try SSL_read before polling, so they already cost one.)
+                interval = _timeval(self.timeout)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
+                sock.settimeout(None)
         except BaseException:
             sock.close()
             raise
@@ -227,6 +238,8 @@ class HttpClient:
         try:
             try:
                 sock.sendall(requests[0] if len(requests) == 1 else b"".join(requests))
+            except BlockingIOError:  # SO_SNDTIMEO expired
+                raise TimeoutError("request not written within the timeout") from None
             except (BrokenPipeError, ConnectionResetError):
                 if reused:
                     raise _Again() from None
@@ -254,6 +267,22 @@ class HttpClient:
         else:
             self._idle_since = time.monotonic()
         return answered, None
+
+
+_OS_TIMEOUTS = sys.platform.startswith("linux")  # where struct timeval is two longs
+
+
+def _timeval(seconds: float) -> bytes:
+    """``struct timeval`` for SO_RCVTIMEO and SO_SNDTIMEO (zero would mean no timeout: at least 1 us)."""
+    micros = max(1, round(seconds * 1_000_000))
+    return struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:  # SO_RCVTIMEO expired
+        raise TimeoutError("no answer within the timeout") from None
 
 
 def _take(pending: list[int], wire: list[bytes], depth: int) -> list[int]:
@@ -329,7 +358,7 @@ class _Reader:
     def _fill(self) -> None:
         if time.monotonic() > self.deadline:
             raise TimeoutError("response not complete before the deadline")
-        chunk = self.sock.recv(65536)
+        chunk = _recv(self.sock)
         if not chunk:
             raise _EndOfStream("connection closed by the server before the response was complete")
         self.received = True
@@ -390,7 +419,7 @@ class _Reader:
         while True:
             if time.monotonic() > self.deadline:
                 raise TimeoutError("response not complete before the deadline")
-            chunk = self.sock.recv(65536)
+            chunk = _recv(self.sock)
             if not chunk:
                 return kept
             if len(kept) < _KEPT_BODY:
