@@ -262,7 +262,7 @@ class HttpClient:
         except BaseException:
             self.close()
             raise
-        if reader.buffer:  # bytes nobody asked for: do not reuse this connection
+        if reader.unread:  # bytes nobody asked for: do not reuse this connection
             self.close()
         else:
             self._idle_since = time.monotonic()
@@ -301,26 +301,26 @@ def _read_response(reader: _Reader, deadline: float) -> tuple[Response, bool]:
     """One response from ``reader`` (which may already hold its first bytes); whether the connection stays."""
     reader.start(deadline)
     while True:
-        head = reader.read_head()
-        status_line, _, header_block = head.partition(b"\r\n")
-        version, _, rest = status_line.partition(b" ")
+        head = reader.read_head().decode("latin-1")  # one decode for the whole head
+        status_line, _, header_block = head.partition("\r\n")
+        version, _, rest = status_line.partition(" ")
         code = rest[:3]
-        if not version.startswith(b"HTTP/1.") or not code.isdigit():
-            raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+        if not version.startswith("HTTP/1.") or not code.isdigit():
+            raise ProtocolError(f"not an HTTP/1.x status line: {status_line.encode('latin-1')[:80]!r}")
         status = int(code)
         headers: dict[str, str] = {}
-        for line in header_block.split(b"\r\n"):
-            name, sep, value = line.partition(b":")
+        for line in header_block.split("\r\n"):
+            name, sep, value = line.partition(":")
             if not sep:
                 continue
-            key = name.strip().lower().decode("latin-1")
-            text = value.strip().decode("latin-1")
+            key = name.strip().lower()
+            text = value.strip()
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
         if 100 <= status < 200:
             continue  # interim response (100 Continue, 103 Early Hints): the real one follows
         break
     connection = headers.get("connection", "").lower()
-    keep = "close" not in connection and (version == b"HTTP/1.1" or "keep-alive" in connection)
+    keep = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
     if status in (204, 304):
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
@@ -342,18 +342,26 @@ class _EndOfStream(ConnectionError):
 
 
 class _Reader:
-    """Buffered reads from a socket (responses one after the other), keeping only the first bytes of a body."""
+    """Buffered reads from a socket (responses one after the other), keeping only the first bytes of a body.
+
+    Reads advance an offset into the buffer, which is compacted only when more bytes arrive: answers to a
+    pipelined batch sit in the buffer together, and slicing it per answer would copy it over and over."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.deadline = 0.0
         self.buffer = b""
+        self.pos = 0  # bytes of the buffer already consumed
         self.received = False  # whether any byte of the current response arrived
+
+    @property
+    def unread(self) -> int:
+        return len(self.buffer) - self.pos
 
     def start(self, deadline: float) -> None:
         """A new response begins (its first bytes may be buffered already)."""
         self.deadline = deadline
-        self.received = bool(self.buffer)
+        self.received = self.pos < len(self.buffer)
 
     def _fill(self) -> None:
         if time.monotonic() > self.deadline:
@@ -362,37 +370,36 @@ class _Reader:
         if not chunk:
             raise _EndOfStream("connection closed by the server before the response was complete")
         self.received = True
-        self.buffer += chunk
+        self.buffer = (self.buffer[self.pos :] if self.pos else self.buffer) + chunk
+        self.pos = 0
+
+    def _read_until(self, marker: bytes, what: str) -> bytes:
+        while True:
+            end = self.buffer.find(marker, self.pos)
+            if end >= 0:
+                found = self.buffer[self.pos : end]
+                self.pos = end + len(marker)
+                return found
+            if self.unread > _MAX_HEAD:
+                raise ProtocolError(what)
+            self._fill()
 
     def read_head(self) -> bytes:
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
-                return head
-            if len(self.buffer) > _MAX_HEAD:
-                raise ProtocolError("response head too large")
-            self._fill()
+        return self._read_until(b"\r\n\r\n", "response head too large")
 
     def read_line(self) -> bytes:
-        while True:
-            end = self.buffer.find(b"\r\n")
-            if end >= 0:
-                line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
-                return line
-            if len(self.buffer) > _MAX_HEAD:
-                raise ProtocolError("chunk line too long")
-            self._fill()
+        return self._read_until(b"\r\n", "chunk line too long")
 
     def read_exactly(self, length: int) -> bytes:
         kept = b""
         while length:
-            if not self.buffer:
+            if not self.unread:
                 self._fill()
-            taken, self.buffer = self.buffer[:length], self.buffer[length:]
-            length -= len(taken)
+            taken = min(length, self.unread)
             if len(kept) < _KEPT_BODY:
-                kept += taken[: _KEPT_BODY - len(kept)]
+                kept += self.buffer[self.pos : self.pos + min(taken, _KEPT_BODY - len(kept))]
+            self.pos += taken
+            length -= taken
         return kept
 
     def read_chunked(self) -> bytes:
@@ -414,8 +421,8 @@ class _Reader:
                 raise ProtocolError("chunk longer than its size")
 
     def read_to_end(self) -> bytes:
-        kept = self.buffer[:_KEPT_BODY]
-        self.buffer = b""
+        kept = self.buffer[self.pos : self.pos + _KEPT_BODY]
+        self.buffer, self.pos = b"", 0
         while True:
             if time.monotonic() > self.deadline:
                 raise TimeoutError("response not complete before the deadline")
