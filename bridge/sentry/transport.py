@@ -2,8 +2,9 @@
 
 ``submit`` puts a *builder* on a bounded queue and returns at once; one daemon worker thread (started on
 first use, and again in a fork() child) builds each envelope, drops what a rate limit forbids, attaches a
-client report when losses are pending, gzips it and POSTs it through a ``Sender`` (by default our own
-kept-alive HTTP client, see ``http.py``). Every loss is counted by reason and category, reported to Sentry
+client report when losses are pending, gzips it when it is at least ``compress_from`` bytes long (the
+Sentry leg: 4 kB) and POSTs it through a ``Sender`` (by default our own kept-alive HTTP client, see
+``http.py``). Every loss is counted by reason and category, reported to Sentry
 in a later client report, and visible in ``stats()``. Nothing here raises into the caller.
 
 Design, measured with ``benchmarks/transport_cpu.py`` (2-core machine, 1.9 kB transaction envelope):
@@ -24,6 +25,11 @@ Design, measured with ``benchmarks/transport_cpu.py`` (2-core machine, 1.9 kB tr
   connection, ~2 000 requests/s): 1 450 -> 1 800 requests/s, worker CPU 580 -> 460 us per request.
 - the worker is woken only when idle and only for the first envelope queued or a full batch, and flush
   waiters only when their marker is done (waking them per envelope doubled the cost).
+- the GIL: every system call of the worker gives the GIL up, and in a busy process getting it back can
+  take a switch interval (5 ms). So the worker makes few of them per envelope: one write and a few reads
+  per window, no gzip for small bodies, no ``os.urandom`` for event ids (``context.event_id``). What is
+  left is CPU: ~35 us per one-span transaction (convert 15, DSC 5, JSON 10, envelope 5) in a quiet
+  process, ~60 us under gunicorn at full load (caches shared with the request thread).
 """
 from __future__ import annotations
 
