@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 Build = Callable[[], Union[None, Envelope, Sequence[Envelope]]]  # one envelope per event; several go out together
 _Task = tuple[str, Optional[Build]]  # (category, builder); no builder: a flush marker
 
+TRANSACTION = "transaction"
 _LOG_EVERY = 60.0  # seconds between two WARNING lines for the same kind of failure
 _LINGER = 0.1  # seconds a queued envelope may wait for others to go out with (flush and shutdown never wait)
 _BATCH = 64  # queued envelopes that start a send at once, without lingering
@@ -140,6 +141,7 @@ class Transport:
         self._has_work = threading.Condition(self._lock)
         self._progress = threading.Condition(self._lock)
         self._queue: deque[_Task] = deque()
+        self._transactions = 0  # transactions in the queue (so a full queue of errors is not searched)
         self._first_at = 0.0  # when the oldest queued task was queued (approximately: see _loop)
         self._enqueued = 0  # tasks ever queued; flush waits until _done reaches its marker
         self._done = 0
@@ -158,20 +160,45 @@ class Transport:
             if self._limits.is_limited(category):
                 self._lose("ratelimit_backoff", category)
                 return False
+            evicted = False
             with self._lock:
                 queued = len(self._queue)
+                if not self._closed and queued >= self._queue_size and category != TRANSACTION:
+                    evicted = self._evict_transaction()  # a full queue loses transactions before errors
+                    queued -= evicted
                 if not self._closed and queued < self._queue_size:
                     self._queue.append((category, build))
                     self._enqueued += 1
+                    if category == TRANSACTION:
+                        self._transactions += 1
                     if not queued:  # the worker starts the linger clock
                         self._first_at = time.monotonic()
                         self._wake()
                     elif queued + 1 == self._batch:
                         self._wake()
-                    return True
+                    accepted = True
+                else:
+                    accepted = False
+            if evicted:
+                self._lose("queue_overflow", TRANSACTION)
+            if accepted:
+                return True
             self._lose("shutdown" if self._closed else "queue_overflow", category)
         except Exception:
             logger.debug("submit failed", exc_info=True)
+        return False
+
+    def _evict_transaction(self) -> bool:
+        """With the lock held: drop the oldest queued transaction to make room (True if there was one)."""
+        if not self._transactions:
+            return False
+        queue = self._queue
+        for index, (category, build) in enumerate(queue):
+            if category == TRANSACTION and build is not None:
+                del queue[index]
+                self._transactions -= 1
+                self._done += 1  # flush() counts it as finished: it never will be sent
+                return True
         return False
 
     def record_lost(self, reason: str, category: str, quantity: int = 1) -> None:
@@ -224,6 +251,7 @@ class Transport:
                 abandoned = [category for category, build in self._queue if build is not None]
                 self._done += len(self._queue)
                 self._queue.clear()
+                self._transactions = 0
                 self._progress.notify_all()
                 self._has_work.notify()
                 worker = self._worker
@@ -336,6 +364,8 @@ class Transport:
         while queue and len(window) < depth:
             task = queue.popleft()
             window.append(task)
+            if task[0] == TRANSACTION:
+                self._transactions -= 1
             if task[1] is None:
                 break
         return window
