@@ -521,17 +521,18 @@ def test_bodies_below_the_threshold_go_uncompressed_and_larger_ones_gzipped(serv
     assert [judged(r)[0][1]["event_id"] for r in (first, second)] == [small["event_id"], large["event_id"]]
 
 
-def test_a_full_queue_loses_transactions_before_errors(make: Any) -> None:
+def test_a_full_queue_loses_transactions_before_errors_up_to_half_of_it(make: Any) -> None:
     with RecordingServer(lambda r: Reply(hang=True)) as server:
-        transport = make(server.port, queue_size=3, timeout=5, linger=0.0)
+        transport = make(server.port, queue_size=4, timeout=5, linger=0.0)
         assert transport.submit("transaction", build(transaction_event()))
-        server.wait_for(1)  # the worker is stuck on this one; the queue holds the next three
-        events = [transaction_event() for _ in range(3)]
-        assert all(transport.submit("transaction", build(event)) for event in events)
+        server.wait_for(1)  # the worker is stuck on this one; the queue holds the next four
+        assert all(transport.submit("transaction", build(transaction_event())) for _ in range(4))
         assert transport.submit("transaction", build(transaction_event())) is False  # full: the newest goes
-        assert [transport.submit("error", build(error_event())) for _ in range(4)] == [True, True, True, False]
+        # Errors take the place of the oldest transactions, until they fill half the queue.
+        assert [transport.submit("error", build(error_event())) for _ in range(3)] == [True, True, False]
         dropped = transport.stats().dropped
-        assert dropped == {("queue_overflow", "transaction"): 4, ("queue_overflow", "error"): 1}
-        assert transport.stats().queued == 3
+        assert dropped == {("queue_overflow", "transaction"): 3, ("queue_overflow", "error"): 1}
+        assert transport.stats().queued == 4
         transport.shutdown(0.2)
-    assert transport.stats().dropped[("shutdown", "error")] == 3
+    dropped = transport.stats().dropped
+    assert (dropped[("shutdown", "error")], dropped[("shutdown", "transaction")]) == (2, 2)

@@ -189,8 +189,11 @@ class Transport:
         return False
 
     def _evict_transaction(self) -> bool:
-        """With the lock held: drop the oldest queued transaction to make room (True if there was one)."""
-        if not self._transactions:
+        """With the lock held: drop the oldest queued transaction to make room (True if there was one).
+
+        Only while errors fill less than half the queue: a queued error holds its exception, traceback and
+        frames (~5 kB more than a transaction), so a queue full of them would cost far more memory."""
+        if not self._transactions or len(self._queue) - self._transactions >= self._queue_size // 2:
             return False
         queue = self._queue
         for index, (category, build) in enumerate(queue):
