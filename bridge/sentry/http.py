@@ -127,7 +127,8 @@ class HttpClient:
 
     def send_many(self, requests: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[Outcome]:
         """POST every body, pipelined (see the module's docstring); one outcome per request, in order."""
-        wire = [self._head_of(headers) + b"%d\r\n\r\n" % len(body) + body for body, headers in requests]
+        # Each request as its parts (no copy of the body); a batch is joined once, when it is written.
+        wire = [(self._head_of(headers), b"%d\r\n\r\n" % len(body), body) for body, headers in requests]
         outcomes: list[Optional[Outcome]] = [None] * len(wire)
         sock = self._sock
         if sock is not None and time.monotonic() - self._idle_since >= self.probe_after and not self._alive(sock):
@@ -135,7 +136,7 @@ class HttpClient:
         pending = list(range(len(wire)))
         while pending:
             batch = _take(pending, wire, self._depth)
-            answered, failure = self._exchange([wire[i] for i in batch])
+            answered, failure = self._exchange([part for i in batch for part in wire[i]], len(batch))
             for index, response in zip(batch, answered):
                 outcomes[index] = response
             rest = batch[len(answered) :] + pending[len(batch) :]
@@ -225,9 +226,10 @@ class HttpClient:
         except (OSError, ValueError):
             return False
 
-    def _exchange(self, requests: list[bytes]) -> tuple[list[Response], Optional[OSError]]:
-        """Write ``requests`` at once, read their responses in order: the responses received, and why the
-        rest were not (``_Again``: send them again on a new connection; another error: they failed)."""
+    def _exchange(self, parts: list[bytes], count: int) -> tuple[list[Response], Optional[OSError]]:
+        """Write ``count`` requests (their ``parts``) at once, read the responses in order: the responses
+        received, and why the rest were not (``_Again``: send them again on a new connection; another
+        error: they failed)."""
         reused = self._sock is not None
         answered: list[Response] = []
         try:
@@ -237,7 +239,7 @@ class HttpClient:
         self._sock = sock
         try:
             try:
-                sock.sendall(requests[0] if len(requests) == 1 else b"".join(requests))
+                sock.sendall(b"".join(parts))
             except BlockingIOError:  # SO_SNDTIMEO expired
                 raise TimeoutError("request not written within the timeout") from None
             except (BrokenPipeError, ConnectionResetError):
@@ -245,7 +247,7 @@ class HttpClient:
                     raise _Again() from None
                 raise
             reader = _Reader(sock)
-            for _ in requests:
+            for _ in range(count):
                 try:
                     response, keep = _read_response(reader, time.monotonic() + self.timeout)
                 except (ConnectionResetError, _EndOfStream):
@@ -255,7 +257,7 @@ class HttpClient:
                 answered.append(response)
                 if not keep:
                     self.close()
-                    return answered, (_Again() if len(answered) < len(requests) else None)
+                    return answered, (_Again() if len(answered) < count else None)
         except OSError as exc:
             self.close()
             return answered, exc
@@ -285,12 +287,12 @@ def _recv(sock: socket.socket) -> bytes:
         raise TimeoutError("no answer within the timeout") from None
 
 
-def _take(pending: list[int], wire: list[bytes], depth: int) -> list[int]:
+def _take(pending: list[int], wire: list[tuple[bytes, bytes, bytes]], depth: int) -> list[int]:
     """The next batch: up to ``depth`` requests and ``_MAX_BATCH_BYTES`` bytes (at least one request)."""
     size = 0
     count = 0
     for index in pending[:depth]:
-        size += len(wire[index])
+        size += sum(len(part) for part in wire[index])
         if count and size > _MAX_BATCH_BYTES:
             break
         count += 1
