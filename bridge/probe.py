@@ -19,7 +19,7 @@ import uuid
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, cast
+from typing import Any, Optional, cast
 from urllib.parse import urlsplit
 
 from opentelemetry import context as context_api
@@ -35,6 +35,7 @@ from opentelemetry.util.types import AttributeValue
 from bridge.config import Options
 from bridge.sentry.envelope import Envelope
 from bridge.sentry.http import HttpClient, ProtocolError, Response
+from bridge.sentry.transport import Build
 from bridge.version import __version__
 
 __all__ = ["Outcome", "TestTrace", "make_test_trace", "send_otlp", "send_sentry", "CheckError"]
@@ -163,9 +164,9 @@ class _Capture:
     def __init__(self, trace: TestTrace) -> None:
         self.trace = trace
 
-    def submit(self, category: str, build: Callable[[], Optional[Envelope]]) -> bool:
-        envelope = build()
-        if envelope is not None:
+    def submit(self, category: str, build: Build) -> bool:
+        built = build()
+        for envelope in [] if built is None else [built] if isinstance(built, Envelope) else built:
             self.trace.envelopes.append((category, envelope))
         return True
 

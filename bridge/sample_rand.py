@@ -79,20 +79,28 @@ def sample_rand(trace_id: int, sampled: Optional[bool], rate: Optional[float]) -
         lo, hi = (0.0, float(rate)) if sampled else (float(rate), 1.0)
         if not lo < hi:  # the rate cannot explain the decision; callers pass stated_rate() to avoid this
             lo, hi = 0.0, 1.0
-    u = trace_fraction(trace_id)
-    low, high = Fraction(lo), Fraction(hi)
-    value = u if low <= u < high else low + u * (high - low)
+    # Exact rational arithmetic on integers: u = x / 2**64; Fractions only when u must be mapped (rare).
+    x = trace_id & TRACE_ID_BITS_MASK
+    lo_n, lo_d = lo.as_integer_ratio()
+    hi_n, hi_d = hi.as_integer_ratio()
+    if lo_n * _SCALE <= x * lo_d and x * hi_d < hi_n * _SCALE:  # lo <= u < hi
+        num, den = x, _SCALE
+    else:
+        low, high = Fraction(lo), Fraction(hi)
+        value = low + Fraction(x, _SCALE) * (high - low)
+        num, den = value.numerator, value.denominator
     for decimals in range(6, 18):
-        text = _decimal_in(value, lo, hi, decimals)
+        text = _decimal_in(num, den, lo, hi, decimals)
         if text is not None:
             return text
     return repr(lo)  # lo itself always lies in [lo, hi); unreachable for any rate a DSC can state
 
 
-def _decimal_in(value: Fraction, lo: float, hi: float, decimals: int) -> Optional[str]:
-    """``value`` truncated to ``decimals`` digits, moved by one unit if that is needed to read back in [lo, hi)."""
+def _decimal_in(num: int, den: int, lo: float, hi: float, decimals: int) -> Optional[str]:
+    """``num / den`` truncated to ``decimals`` digits, moved by one unit if that is needed to read back in
+    [lo, hi)."""
     scale = 10**decimals
-    k = min(int(value * scale), scale - 1)  # int() truncates a non-negative Fraction
+    k = min(num * scale // den, scale - 1)  # floor division truncates the non-negative value exactly
     for candidate in (k, k + 1, k - 1):
         if 0 <= candidate < scale:
             text = f"0.{candidate:0{decimals}d}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -22,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from opentelemetry import trace as trace_api
 from opentelemetry.trace import Status, StatusCode
+
+from bridge.sentry.context import event_id as new_event_id  # no os.urandom: see there
 
 if TYPE_CHECKING:
     from bridge.setup import Bridge
@@ -181,7 +182,7 @@ def record_exception(
     scope: Optional[RequestScope], span: trace_api.Span, exc: BaseException, *, handled: bool
 ) -> Optional[str]:
     """Record ``exc`` on ``span`` (or send it directly when unsampled); returns the Sentry event id."""
-    event_id = uuid.uuid4().hex
+    event_id = new_event_id()
     bridge = scope.bridge if scope is not None else _active_bridge()
     if span.is_recording():
         span.record_exception(exc, attributes={"sentry.event_id": event_id}, escaped=not handled)
@@ -218,7 +219,7 @@ def capture_message(text: str, level: str = "info") -> Optional[str]:
     """Send a message event for the current request (a ``sentry.message`` span event); returns its event id."""
     try:
         level = level if level in _LEVELS else "info"
-        event_id = uuid.uuid4().hex
+        event_id = new_event_id()
         scope = _current.get()
         span = trace_api.get_current_span()
         if not span.get_span_context().is_valid and scope is not None:

@@ -11,7 +11,13 @@ The hook between the propagator, outgoing requests and the Sentry leg (README, "
   :func:`handover` moves the state onto that copy;
 - the first one to need the DSC (an outgoing request's ``baggage``, or the first envelope) makes it with
   ``bridge.dsc.trace_dsc`` and freezes it in the state; everything after reuses it, so what went
-  downstream and what Sentry receives agree even if the transaction is renamed afterwards.
+  downstream and what Sentry receives agree even if the transaction is renamed afterwards;
+- lazily: a local root with no incoming DSC (most requests) that ``on_end`` will see is only marked
+  (:data:`LAZY_ATTR`) when it starts; its state is made when it is first needed: a child starts, or
+  the DSC is asked for while the root is live. A root that ends without either never had anything to
+  share: its finished copy has no state, and the DSC made from it is the one the state would have
+  frozen (same trace, same name). This saves the state and two book operations on every plain request
+  (~5 us).
 
 Without the processor (the ``sentry`` exporter under another configurator) there is no state: outgoing
 requests still find the incoming DSC in the current context, but envelopes state this service's DSC.
@@ -22,7 +28,6 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from opentelemetry import context as context_api
@@ -31,19 +36,31 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from bridge.dsc import DscHead, Incoming, current_head, incoming_from, trace_dsc
 
-__all__ = ["STATE_ATTR", "TraceState", "remember", "handover", "dsc_for_span", "current_span_dsc", "MAX_LIVE_SPANS"]
+__all__ = [
+    "STATE_ATTR",
+    "LAZY_ATTR",
+    "TraceState",
+    "remember",
+    "handover",
+    "dsc_for_span",
+    "current_span_dsc",
+    "MAX_LIVE_SPANS",
+]
 
 STATE_ATTR = "_bridge_trace_state"
+LAZY_ATTR = "_bridge_lazy_root"  # marks a (tracked) local root whose state is made on first need
 MAX_LIVE_SPANS = 100_000  # spans started and not yet ended that the book follows; the oldest are forgotten
 
 
-@dataclass
 class TraceState:
     """One local trace (a local root and its descendants)."""
 
-    incoming: Optional[Incoming]
-    root: Any  # the live local root span: it names the transaction when the DSC is made
-    frozen: Optional[dict[str, str]] = None
+    __slots__ = ("incoming", "root", "frozen")
+
+    def __init__(self, incoming: Optional[Incoming], root: Any, frozen: Optional[dict[str, str]] = None) -> None:
+        self.incoming = incoming
+        self.root = root  # the live local root span: it names the transaction when the DSC is made
+        self.frozen = frozen
 
 
 _lock = threading.Lock()
@@ -65,7 +82,7 @@ def _key(span: Any) -> tuple[int, int]:
 
 
 def remember(span: Any, parent_context: Optional[context_api.Context], *, track: bool = True) -> None:
-    """On a span's start: share its local parent's state, or start one (a local root).
+    """On a span's start: share its local parent's state, or mark a local root (its state comes on need).
 
     ``track=False`` for a span no ``on_end`` will ever see (a non-recording span): no book entry.
     """
@@ -73,24 +90,50 @@ def remember(span: Any, parent_context: Optional[context_api.Context], *, track:
     parent_context_of_span = parent.get_span_context()
     state: Optional[TraceState] = None
     if parent_context_of_span.is_valid and not parent_context_of_span.is_remote:
-        state = getattr(parent, STATE_ATTR, None)
+        state = getattr(parent, STATE_ATTR, None) or _adopt(parent)
     if state is None:
-        state = TraceState(incoming_from(parent_context), span if track else None)
+        incoming = incoming_from(parent_context)
+        if incoming is None and track:  # the common case: nothing to keep until someone needs it
+            try:
+                setattr(span, LAZY_ATTR, True)
+            except AttributeError:  # a span type that takes no attributes
+                pass
+            return
+        state = TraceState(incoming, span if track else None)
     try:
         setattr(span, STATE_ATTR, state)
     except AttributeError:  # a span type that takes no attributes
         return
     if track:
-        with _lock:
-            _book[_key(span)] = state
-            while len(_book) > MAX_LIVE_SPANS:
-                _book.popitem(last=False)
+        _enter(span, state)
+
+
+def _adopt(span: Any) -> Optional[TraceState]:
+    """The state of a lazily marked local root, made now (it started with no incoming DSC)."""
+    if not getattr(span, LAZY_ATTR, False):
+        return None
+    state = TraceState(None, span)
+    try:
+        setattr(span, STATE_ATTR, state)
+    except AttributeError:
+        return None
+    if getattr(span, "end_time", None) is None:  # live: its end hands the state over
+        _enter(span, state)
+    return state
+
+
+def _enter(span: Any, state: TraceState) -> None:
+    with _lock:
+        _book[_key(span)] = state
+        while len(_book) > MAX_LIVE_SPANS:
+            _book.popitem(last=False)
 
 
 def handover(finished: Any) -> None:
     """On a span's end: move its state onto the finished copy the SDK passes to ``on_end``."""
-    with _lock:
-        state = _book.pop(_key(finished), None)
+    if not _book:
+        return
+    state = _book.pop(_key(finished), None)  # one atomic operation: no lock needed
     if state is not None:
         try:
             setattr(finished, STATE_ATTR, state)
@@ -121,7 +164,7 @@ def dsc_for_span(
     span_context = span.get_span_context()
     sampled = span_context.trace_flags.sampled
     head = head if head is not None else current_head()
-    state: Optional[TraceState] = getattr(span, STATE_ATTR, None)
+    state: Optional[TraceState] = getattr(span, STATE_ATTR, None) or _adopt(span)
     if state is None:
         namer = _names_itself(span) or root
         return trace_dsc(span_context.trace_id, sampled, incoming_from(context), head, namer)

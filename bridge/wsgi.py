@@ -357,6 +357,8 @@ class _Request:
             except Exception:
                 self.end()
             return result
+        if type(result) is list or type(result) is tuple:
+            return _SequenceBody(result, self)  # iterating it runs no app code: no context to activate
         return _ResponseBody(result, self)
 
 
@@ -377,6 +379,26 @@ class _ClosingHook:
             raise
         finally:
             request.end()
+
+
+class _SequenceBody:
+    """A body the app already made (a list or tuple of chunks): the server iterates it directly, at C speed;
+    ``close()`` ends the span, exactly once. (Nothing of the app runs while it is iterated.)"""
+
+    __slots__ = ("_chunks", "_request")
+
+    def __init__(self, chunks: list[bytes] | tuple[bytes, ...], request: _Request) -> None:
+        self._chunks = chunks
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._chunks)
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def close(self) -> None:
+        self._request.end()
 
 
 class _ResponseBody:

@@ -94,3 +94,19 @@ def test_without_state_the_context_and_the_span_itself_are_used() -> None:
     assert tracebook.dsc_for_span(span, head=Head())["transaction"] == "GET /solo"  # type: ignore[index]
     deferred = Incoming({"public_key": "up"}, deferred=True).dsc(5, False, 0.5)  # decided here: not sampled
     assert deferred["sampled"] == "false" and deferred["sample_rate"] == "0.5" and float(deferred["sample_rand"]) >= 0.5
+
+
+def test_a_plain_root_keeps_nothing_until_its_dsc_is_needed() -> None:
+    book, head = Book(), Head()
+    before = len(tracebook._book)
+    with tracer(book).start_as_current_span("GET /plain", kind=trace_api.SpanKind.SERVER) as plain:
+        assert getattr(plain, tracebook.STATE_ATTR, None) is None and len(tracebook._book) == before
+    [finished] = book.finished
+    assert tracebook.dsc_for_span(finished, head=head)["transaction"] == "GET /plain"  # type: ignore[index]
+
+    with tracer(book).start_as_current_span("GET /users/42", kind=trace_api.SpanKind.SERVER) as root:
+        first = tracebook.dsc_for_span(root, head=head)  # asked while live (an outgoing request): frozen now
+        assert len(tracebook._book) == before + 1
+        root.update_name("GET /users/{id}")
+    assert len(tracebook._book) == before
+    assert first is not None and tracebook.dsc_for_span(book.finished[-1], head=head) is first

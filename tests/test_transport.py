@@ -432,3 +432,107 @@ def test_a_forked_child_sends_through_its_own_worker_and_connection(server: Reco
         later_event["event_id"],
     ]
     assert server.connections == 2  # the parent's, kept through the fork, and the child's own
+
+
+def test_a_burst_is_pipelined_and_a_limit_learned_mid_window_spares_what_was_not_yet_written(
+    server: RecordingServer, make: Any
+) -> None:
+    gate = threading.Event()
+    count = 0
+
+    def responder(request: Request) -> Reply:
+        nonlocal count
+        gate.wait(5)  # the first answer waits until all 100 are queued: windows of 1, 2, 4, 8 ... follow
+        count += 1
+        return Reply(headers={"X-Sentry-Rate-Limits": "60:transaction:organization"}) if count == 10 else Reply()
+
+    server.responder = responder
+    transport = make(server.port)
+    events = [transaction_event() for _ in range(100)]
+    assert all(transport.submit("transaction", build(event)) for event in events)
+    gate.set()
+    assert transport.flush(5)
+    requests = server.wait_for(16)
+    assert server.connections == 1
+    # Windows of 1, 2, 4 and 8: the 10th answer (in the window of 8) brought the limit; that window's
+    # other envelopes were already written. The 85 not yet written were dropped before conversion.
+    sent = [payload["event_id"] for request in requests[:15] for kind, payload in judged(request)]
+    assert sent == [event["event_id"] for event in events[:15]]
+    assert report_of(requests[15]) == {("ratelimit_backoff", "transaction"): 85}
+    assert len(server.requests) == 16
+    assert transport.stats().sent == 16
+
+
+@pytest.mark.bugsink
+def test_a_pipelined_burst_reaches_bugsink_whose_gunicorn_closes_after_every_answer(bugsink: Any) -> None:
+    """gunicorn's sync worker answers one request per connection (``Connection: close``): a window written
+    at once gets one answer per connection, the rest go again one by one, each stored once."""
+    dsn_text, project_id = bugsink.new_project("pipelined")
+    transport = Transport(Dsn.parse(dsn_text))
+    client: Any = transport._sender
+    client._depth = 8  # as if a kept-alive server had come before
+    windows: list[int] = []
+    send_many = client.send_many
+    client.send_many = lambda requests: windows.append(len(requests)) or send_many(requests)
+    running, gate = threading.Event(), threading.Event()
+    try:
+        # A first task holds the worker until all eight are queued behind it.
+        assert transport.submit("error", lambda: running.set() or gate.wait(5) and None)
+        assert running.wait(5)
+        events = [error_event() for _ in range(8)]
+        for event in events:
+            assert transport.submit("error", build(event))
+        gate.set()
+        assert transport.flush(10)
+        stored = bugsink.wait_for_events(8, project_id=project_id)
+    finally:
+        transport.shutdown(1)
+    assert sorted(e["event_id"].replace("-", "") for e in stored) == sorted(e["event_id"] for e in events)
+    stats = transport.stats()
+    assert (stats.sent, stats.failed, stats.dropped) == (8, {}, {})
+    assert windows == [8] and client.connections == 8 and client.pipeline_depth == 1
+
+
+def test_envelopes_linger_for_company_until_a_batch_fills_or_a_flush_asks(server: RecordingServer, make: Any) -> None:
+    transport = make(server.port, linger=30.0, batch=4)
+    for _ in range(3):
+        assert transport.submit("error", build(error_event()))
+    with pytest.raises(AssertionError):
+        server.wait_for(1, timeout=0.3)  # lingering: nothing sent yet
+    assert transport.submit("error", build(error_event()))  # the 4th fills the batch: sent now, no flush
+    assert len(server.wait_for(4, timeout=5)) == 4
+    transport.submit("transaction", build(transaction_event()))
+    started = time.monotonic()
+    assert transport.flush(5)  # a flush never waits for the linger
+    assert time.monotonic() - started < 2
+    assert len(server.requests) == 5 and server.connections == 1
+
+
+def test_bodies_below_the_threshold_go_uncompressed_and_larger_ones_gzipped(server: RecordingServer, make: Any) -> None:
+    transport = make(server.port, compress_from=2048)
+    small, large = error_event(), error_event()
+    large["extra"] = {"blob": "x" * 4000}
+    transport.submit("error", build(small))
+    transport.submit("error", build(large))
+    assert transport.flush(5)
+    first, second = server.wait_for(2)
+    assert "content-encoding" not in first.headers and first.body[:1] == b"{"
+    assert second.headers["content-encoding"] == "gzip" and second.body[:2] == b"\x1f\x8b"
+    assert [judged(r)[0][1]["event_id"] for r in (first, second)] == [small["event_id"], large["event_id"]]
+
+
+def test_a_full_queue_loses_transactions_before_errors_up_to_half_of_it(make: Any) -> None:
+    with RecordingServer(lambda r: Reply(hang=True)) as server:
+        transport = make(server.port, queue_size=4, timeout=5, linger=0.0)
+        assert transport.submit("transaction", build(transaction_event()))
+        server.wait_for(1)  # the worker is stuck on this one; the queue holds the next four
+        assert all(transport.submit("transaction", build(transaction_event())) for _ in range(4))
+        assert transport.submit("transaction", build(transaction_event())) is False  # full: the newest goes
+        # Errors take the place of the oldest transactions, until they fill half the queue.
+        assert [transport.submit("error", build(error_event())) for _ in range(3)] == [True, True, False]
+        dropped = transport.stats().dropped
+        assert dropped == {("queue_overflow", "transaction"): 3, ("queue_overflow", "error"): 1}
+        assert transport.stats().queued == 4
+        transport.shutdown(0.2)
+    dropped = transport.stats().dropped
+    assert (dropped[("shutdown", "error")], dropped[("shutdown", "transaction")]) == (2, 2)

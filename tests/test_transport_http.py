@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.sentry.http import HttpClient, ProtocolError
-from tests.httpserver import RecordingServer, Reply, unused_port
+from bridge.sentry.http import HttpClient, ProtocolError, Response
+from tests.httpserver import RecordingServer, Reply, Request, unused_port
 
 HEADERS = {"Content-Type": "application/x-sentry-envelope", "User-Agent": "test/1"}
 
@@ -172,3 +172,88 @@ def test_https_with_certificate_verification(tmp_path: Path) -> None:
         requests = server.wait_for(3)
     assert [r.body for r in requests] == [b"0", b"1", b"2"]
     assert client.connections == 1
+
+
+# -- pipelining (send_many) ----------------------------------------------------------------------------
+
+
+def _warm(client: HttpClient, depth: int) -> None:
+    """Grow the pipeline to ``depth`` (it doubles after each batch answered in full on a kept-alive connection)."""
+    while client.pipeline_depth < depth:
+        client.send_many([(b"warm", HEADERS)] * client.pipeline_depth)
+
+
+def test_send_many_pipelines_over_one_connection_in_order() -> None:
+    with RecordingServer() as server:
+        client = HttpClient(server.url + "/x", timeout=5)
+        assert client.pipeline_depth == 1  # slow start
+        outcomes = client.send_many([(b"%d" % i, HEADERS) for i in range(200)])
+        requests = server.wait_for(200)
+    assert [o.status for o in outcomes if isinstance(o, Response)] == [200] * 200
+    assert [r.body for r in requests] == [b"%d" % i for i in range(200)]
+    assert server.connections == client.connections == 1
+    assert client.pipeline_depth == 128  # 1 + 2 + 4 + ... + 64 = 127 answered, then 73 in a batch of 128
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["connection-close", "silent-close"])
+def test_a_server_closing_mid_batch_gets_the_rest_again_each_once(announced: bool) -> None:
+    count = 0
+
+    def responder(request: Request) -> Reply:
+        nonlocal count
+        count += 1
+        if count != 20:  # the 20th request: the 4th of the second batch of 16, after warming to 16
+            return Reply()
+        return Reply(headers={"Connection": "close"}) if announced else Reply(close=True)
+
+    with RecordingServer(responder) as server:
+        client = HttpClient(server.url + "/x", timeout=5)
+        _warm(client, 16)  # 1 + 2 + 4 + 8 = 15 requests
+        server.clear()
+        outcomes = client.send_many([(b"%d" % i, HEADERS) for i in range(16)])
+        requests = server.wait_for(16)
+    assert all(isinstance(o, Response) and o.status == 200 for o in outcomes)
+    assert [r.body for r in requests] == [b"%d" % i for i in range(16)]  # nothing twice: the server said or did close
+    assert client.connections == 2 and client.pipeline_depth <= 16
+
+
+def test_a_request_processed_but_unanswered_before_a_close_is_sent_again() -> None:
+    """The ambiguous case: the server took request 3 of a batch and closed without answering."""
+    count = 0
+
+    def responder(request: Request) -> Reply:
+        nonlocal count
+        count += 1
+        return Reply(raw=b"") if count == 3 + 3 else Reply()  # after 1 + 2 warming requests
+
+    with RecordingServer(responder) as server:
+        client = HttpClient(server.url + "/x", timeout=5)
+        _warm(client, 4)
+        server.clear()
+        outcomes = client.send_many([(b"%d" % i, HEADERS) for i in range(4)])
+        requests = server.wait_for(5)
+    assert all(isinstance(o, Response) and o.status == 200 for o in outcomes)
+    assert [r.body for r in requests] == [b"0", b"1", b"2", b"2", b"3"]  # request 2 twice (Sentry dedupes by event_id)
+
+
+def test_a_hang_mid_batch_fails_that_request_and_the_rest_but_keeps_the_answers() -> None:
+    count = 0
+
+    def responder(request: Request) -> Reply:
+        nonlocal count
+        count += 1
+        return Reply(hang=True) if count == 3 + 2 else Reply()
+
+    with RecordingServer(responder) as server:
+        client = HttpClient(server.url + "/x", timeout=0.3)
+        _warm(client, 4)
+        outcomes = client.send_many([(b"%d" % i, HEADERS) for i in range(6)])
+    assert [type(o).__name__ for o in outcomes] == ["Response", "TimeoutError", *["TimeoutError"] * 4]
+    assert client.pipeline_depth == 1 and client._sock is None
+
+
+def test_send_many_to_nothing_listening_fails_every_request_at_once() -> None:
+    client = HttpClient(f"http://127.0.0.1:{unused_port()}/x", timeout=5)
+    outcomes = client.send_many([(b"x", HEADERS)] * 3)
+    assert [type(o) for o in outcomes] == [ConnectionRefusedError] * 3
+    assert client.connections == 0

@@ -167,6 +167,18 @@ def test_close_twice_by_a_careless_server_reaches_the_app_once(otlp: OtlpReceive
     assert len(exported(otlp)) == 1
 
 
+def test_a_list_body_is_handed_to_the_server_to_iterate_and_its_close_ends_the_span_once(otlp: OtlpReceiver) -> None:
+    middleware = bridge.BridgeMiddleware(hello)
+    result = middleware({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http"}, lambda *a: None)
+    assert type(iter(result)) is type(iter([]))  # the list's own iterator: no per-chunk work of ours
+    assert len(result) == 1  # type: ignore[arg-type]
+    assert list(result) == [b"hello"]
+    assert exported(otlp) == []  # the span ends on close(), not before
+    result.close()  # type: ignore[attr-defined]
+    result.close()  # type: ignore[attr-defined]
+    assert len(exported(otlp)) == 1
+
+
 def test_streaming_span_ends_after_the_last_chunk(otlp: OtlpReceiver) -> None:
     produced: list[int] = []
 

@@ -8,8 +8,8 @@ HTTP 429 for the sender instead of silent drops.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import Optional
+from collections.abc import Mapping, Sequence
+from typing import Optional, Union
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -45,7 +45,7 @@ class GaugedTransport(Transport):
     def submit(self, category: str, build: Build) -> bool:
         self._count(1)
 
-        def counted() -> Optional[Envelope]:
+        def counted() -> Union[None, Envelope, Sequence[Envelope]]:
             try:
                 return build()
             finally:

@@ -18,7 +18,7 @@ Not thread-safe by itself: the caller holds a lock.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -69,7 +69,10 @@ class Assembler:
         self._clock = clock
         self._buckets: OrderedDict[int, _Bucket] = OrderedDict()  # by trace id, oldest first
         self._buffered = 0
-        self._finished: OrderedDict[int, None] = OrderedDict()  # span ids already sent in a transaction
+        # Span ids already sent in a transaction (to recognize late children): the last remember_roots of
+        # them, in a ring (oldest forgotten first) with a set for lookups (half an OrderedDict's memory).
+        self._finished: set[int] = set()
+        self._sent_order: deque[int] = deque()
         self._next_sweep = 0.0
         self.dropped_spans = 0  # over max_spans: counted for client reports
 
@@ -144,8 +147,11 @@ class Assembler:
         """A local root and its buffered descendants: a transaction, now."""
         context = root.context
         assert context is not None
-        bucket = self._buckets.get(context.trace_id)
-        children = self._take_descendants(bucket, context.trace_id, context.span_id) if bucket else []
+        bucket = self._buckets.get(context.trace_id) if self._buckets else None
+        if bucket is None:  # the common case: a root with nothing buffered (a couple of set operations)
+            self._remember_id(context.span_id)
+            return root, []
+        children = self._take_descendants(bucket, context.trace_id, context.span_id)
         self._remember_sent(root, children)
         return root, children
 
@@ -213,11 +219,17 @@ class Assembler:
         return ready
 
     def _remember_sent(self, root: ReadableSpan, children: Sequence[ReadableSpan]) -> None:
-        finished = self._finished
         for span in (root, *children):
-            finished[span.context.span_id] = None  # type: ignore[union-attr]
-        while len(finished) > self._remember:
-            finished.popitem(last=False)
+            self._remember_id(span.context.span_id)  # type: ignore[union-attr]
+
+    def _remember_id(self, span_id: int) -> None:
+        if span_id in self._finished:
+            return
+        self._finished.add(span_id)
+        order = self._sent_order
+        order.append(span_id)
+        if len(order) > self._remember:
+            self._finished.discard(order.popleft())
 
 
 def _descendants(spans: dict[int, ReadableSpan], root_id: int) -> list[ReadableSpan]:

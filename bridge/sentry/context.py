@@ -8,8 +8,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-import os
 import platform as _platform
+import random
 import re
 import uuid
 from collections.abc import Mapping
@@ -22,7 +22,9 @@ __all__ = [
     "ConvertOptions",
     "ResourceView",
     "base_event",
+    "event_id",
     "first_str",
+    "plain",
     "resource_view",
     "request_context",
     "seconds",
@@ -190,6 +192,20 @@ def span_hex(span_id: int) -> str:
     return f"{span_id & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
+def plain(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A plain dict copy of span attributes. The SDK hands out a ``MappingProxyType`` over its
+    ``BoundedAttributes``, whose ``copy()`` is one C-level dict copy; ``dict(proxy)`` would go key by key
+    through the Mapping protocol (six times slower for a request's ten attributes)."""
+    if not attributes:
+        return {}
+    copy = getattr(attributes, "copy", None)
+    if copy is not None:
+        copied = copy()
+        if type(copied) is dict:
+            return copied
+    return dict(attributes)
+
+
 def seconds(nanoseconds: int | None) -> float:
     return (nanoseconds or 0) / 1e9
 
@@ -209,12 +225,20 @@ def first_str(attributes: Mapping[str, Any], *keys: str) -> str | None:
     return None
 
 
+_VERSION_4 = (0xF000 << 64, 0x4000 << 64)  # (mask, value) of the version nibble
+_VARIANT = (0xC000 << 48, 0x8000 << 48)  # (mask, value) of the RFC 4122 variant bits
+
+
 def event_id() -> str:
-    """A random (version 4) UUID as 32 hex digits: ``uuid.uuid4().hex``, at a third of its cost."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return raw.hex()
+    """A random (version 4) UUID as 32 hex digits, drawn like OpenTelemetry's trace and span ids
+    (``random.getrandbits``). Not ``uuid.uuid4()``: ``os.urandom`` releases the GIL for its system call,
+    and a thread that gives the GIL up in a busy process waits up to the switch interval (5 ms) to get it
+    back: a stall per event on the Sentry worker, or per error on the request thread. Event ids need to
+    be unique, not unguessable (they are sent in clear alongside the event)."""
+    value = random.getrandbits(128)
+    value = (value & ~_VERSION_4[0]) | _VERSION_4[1]
+    value = (value & ~_VARIANT[0]) | _VARIANT[1]
+    return f"{value:032x}"
 
 
 def base_event(view: ResourceView, options: ConvertOptions) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from bridge.sentry.context import (
     ResourceView,
     base_event,
     first_str,
+    plain,
     request_context,
     resource_view,
     seconds,
@@ -169,14 +170,14 @@ def error_events(
         return []
     resource = getattr(span.resource, "attributes", None)
     view = resource_view(resource, options)
-    attributes = dict(span.attributes or {})  # one copy: the SDK's mapping proxy is slow to read
+    attributes = plain(span.attributes)  # one copy: the SDK's mapping proxy is slow to read
     parent = span.parent
     out = []
     for index, recorded in enumerate(events):
         if recorded.name not in ("exception", "sentry.message"):
             continue
         try:
-            event_attributes = dict(recorded.attributes or {})
+            event_attributes = plain(recorded.attributes)
             event = _event_base(
                 view,
                 options,

@@ -10,7 +10,24 @@ plain socket with one ``sendall`` per request and one ``recv`` per response is s
 - a connection the server closed while idle is replaced transparently, once: before reusing a connection
   idle for a while it is probed without blocking, and a reused connection that ends before the first byte
   of the answer is retried once on a fresh connection;
-- connect and every read and write bounded by ``timeout``, and the whole exchange by a deadline.
+- connect and every read and write bounded by ``timeout``, and each response by a deadline;
+- HTTP/1.1 pipelining (``send_many``): up to ``pipeline_depth`` requests are written with one ``sendall``,
+  then their responses are read in order. The depth starts at 1 and doubles after every batch answered in
+  full on a connection that stays open (up to ``max_pipeline_depth``, 256, and 512 kB per write); it
+  falls back to 1 whenever a connection ends or fails, so a server that closes after each response
+  (gunicorn's sync worker) is sent one request per connection, as without pipelining.
+
+Pipelined POSTs are not idempotent, so what happens to requests left unanswered is decided here:
+- the server announced ``Connection: close`` (or framed a body by closing): it processed nothing after that
+  response (RFC 9112, 9.6): the rest are sent again on a new connection;
+- the connection ended cleanly (no byte of the next response) after at least one answer, or a reused
+  connection ended before any answer: the rest are sent again on a new connection. A request in that gap
+  may have been processed without its answer reaching us; Sentry drops duplicates by ``event_id``, so
+  one more copy of an envelope is harmless (a client report riding along could be counted twice);
+- anything else (timeout, reset in the middle of a response, garbage, nothing at all from a fresh
+  connection): that request and every one after it fail with the error; nothing is retried (a hung
+  server would otherwise cost a timeout per request).
+Each round either gets at least one answer or ends the call, so the retries are bounded.
 
 Every failure is an ``OSError`` (``TimeoutError``, ``ConnectionError``, ``ssl.SSLError``, ``ProtocolError``)
 and leaves the client ready for the next ``send`` on a new connection.
@@ -20,17 +37,21 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import struct
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Union
 from urllib.parse import urlsplit
 
-__all__ = ["Response", "Sender", "HttpClient", "ProtocolError"]
+__all__ = ["Response", "Sender", "BatchSender", "Outcome", "HttpClient", "ProtocolError"]
 
 _MAX_HEAD = 64 * 1024
 _KEPT_BODY = 512  # bytes of a response body kept for debug logs
 _PROBE_AFTER = 1.0  # seconds of idleness after which a kept-alive connection is probed before reuse
+_MAX_PIPELINE_DEPTH = 256  # requests written before their responses are read, at most
+_MAX_BATCH_BYTES = 512 * 1024  # bytes written at once, at most (one request always goes, whatever its size)
 
 
 @dataclass(frozen=True)
@@ -50,12 +71,25 @@ class Sender(Protocol):
         so it must not shut down a connection the parent still uses."""
 
 
+Outcome = Union[Response, OSError]  # what became of one request of a batch
+
+
+class BatchSender(Sender, Protocol):
+    """A ``Sender`` that can also pipeline: ``send_many`` answers each request with its response or error."""
+
+    @property
+    def pipeline_depth(self) -> int:
+        """How many requests the next ``send_many`` would write before reading (callers batch by it)."""
+
+    def send_many(self, requests: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[Outcome]: ...
+
+
 class ProtocolError(OSError):
     """The server answered with something that is not HTTP/1.x."""
 
 
-class _Stale(Exception):
-    """A reused connection ended before any byte of the answer: the server had closed it while idle."""
+class _Again(ConnectionError):
+    """The connection ended where the unanswered requests can be sent again on a new one (see above)."""
 
 
 class HttpClient:
@@ -73,30 +107,52 @@ class HttpClient:
         self._ssl_context = ssl_context
         self._host_header = parts.netloc.rpartition("@")[2]
         self.probe_after = _PROBE_AFTER  # idle seconds after which a connection is probed before reuse
+        self.max_pipeline_depth = _MAX_PIPELINE_DEPTH
+        self._depth = 1
         self._sock: Optional[socket.socket] = None
         self._idle_since = 0.0
-        self._head_for: dict[str, str] = {}
-        self._head = b""
+        self._heads: dict[int, tuple[Mapping[str, str], bytes]] = {}
         self.connections = 0  # connections opened so far (for tests and benchmarks)
 
     # -- public ---------------------------------------------------------------------------------
+    @property
+    def pipeline_depth(self) -> int:
+        return self._depth
+
     def send(self, body: bytes, headers: Mapping[str, str]) -> Response:
-        if headers != self._head_for:
-            self._head = self._build_head(headers)
-            self._head_for = dict(headers)
-        request = self._head + b"%d\r\n\r\n" % len(body) + body
+        [outcome] = self.send_many([(body, headers)])
+        if isinstance(outcome, Response):
+            return outcome
+        raise outcome
+
+    def send_many(self, requests: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[Outcome]:
+        """POST every body, pipelined (see the module's docstring); one outcome per request, in order."""
+        # Each request as its parts (no copy of the body); a batch is joined once, when it is written.
+        wire = [(self._head_of(headers), b"%d\r\n\r\n" % len(body), body) for body, headers in requests]
+        outcomes: list[Optional[Outcome]] = [None] * len(wire)
         sock = self._sock
         if sock is not None and time.monotonic() - self._idle_since >= self.probe_after and not self._alive(sock):
             self.close()
-        try:
-            return self._exchange(request)
-        except _Stale:
-            self.close()
-        try:
-            return self._exchange(request)
-        except _Stale:
-            self.close()
-            raise ConnectionResetError("connection closed before the response") from None
+        pending = list(range(len(wire)))
+        while pending:
+            batch = _take(pending, wire, self._depth)
+            answered, failure = self._exchange([part for i in batch for part in wire[i]], len(batch))
+            for index, response in zip(batch, answered):
+                outcomes[index] = response
+            rest = batch[len(answered) :] + pending[len(batch) :]
+            if failure is None:
+                pending = rest
+                if self._sock is not None and len(batch) == self._depth:
+                    self._depth = min(self.max_pipeline_depth, self._depth * 2)
+                continue
+            self._depth = 1
+            if isinstance(failure, _Again):
+                pending = rest
+                continue
+            for index in rest:
+                outcomes[index] = failure
+            pending = []
+        return [outcome if outcome is not None else ConnectionError("not sent") for outcome in outcomes]
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -107,6 +163,17 @@ class HttpClient:
                 pass
 
     # -- internals ------------------------------------------------------------------------------
+    def _head_of(self, headers: Mapping[str, str]) -> bytes:
+        """The request head up to ``Content-Length: ``, cached for the last few header mappings."""
+        cached = self._heads.get(id(headers))
+        if cached is not None and cached[0] is headers:
+            return cached[1]
+        head = self._build_head(headers)
+        if len(self._heads) >= 8:
+            self._heads.clear()
+        self._heads[id(headers)] = (headers, head)  # the mapping is kept, so its id is not reused meanwhile
+        return head
+
     def _build_head(self, headers: Mapping[str, str]) -> bytes:
         lines = [f"POST {self.path} HTTP/1.1"]
         names = {name.lower() for name in headers}
@@ -128,6 +195,15 @@ class HttpClient:
             if self.tls:
                 context = self._ssl_context or ssl.create_default_context()
                 sock = context.wrap_socket(sock, server_hostname=self.host)
+            elif _OS_TIMEOUTS:
+                # Plain TCP: the kernel enforces the timeout, so each read and write is one system call.
+                # With a Python-level timeout each is a poll() and then the call, and each gives the GIL
+                # up: in a busy process a background thread waits up to 5 ms to get it back, twice.
+                # (TLS reads try SSL_read before polling, so they already cost one.)
+                interval = _timeval(self.timeout)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
+                sock.settimeout(None)
         except BaseException:
             sock.close()
             raise
@@ -150,57 +226,103 @@ class HttpClient:
         except (OSError, ValueError):
             return False
 
-    def _exchange(self, request: bytes) -> Response:
+    def _exchange(self, parts: list[bytes], count: int) -> tuple[list[Response], Optional[OSError]]:
+        """Write ``count`` requests (their ``parts``) at once, read the responses in order: the responses
+        received, and why the rest were not (``_Again``: send them again on a new connection; another
+        error: they failed)."""
         reused = self._sock is not None
-        sock = self._sock if self._sock is not None else self._connect()
+        answered: list[Response] = []
+        try:
+            sock = self._sock if self._sock is not None else self._connect()
+        except OSError as exc:
+            return answered, exc
         self._sock = sock
-        deadline = time.monotonic() + self.timeout
         try:
             try:
-                sock.sendall(request)
+                sock.sendall(b"".join(parts))
+            except BlockingIOError:  # SO_SNDTIMEO expired
+                raise TimeoutError("request not written within the timeout") from None
             except (BrokenPipeError, ConnectionResetError):
                 if reused:
-                    raise _Stale() from None
+                    raise _Again() from None
                 raise
-            response, keep = _read_response(sock, deadline, reused)
+            reader = _Reader(sock)
+            for _ in range(count):
+                try:
+                    response, keep = _read_response(reader, time.monotonic() + self.timeout)
+                except (ConnectionResetError, _EndOfStream):
+                    if not reader.received and (reused or answered):
+                        raise _Again() from None  # ended between two responses: see the module's docstring
+                    raise
+                answered.append(response)
+                if not keep:
+                    self.close()
+                    return answered, (_Again() if len(answered) < count else None)
+        except OSError as exc:
+            self.close()
+            return answered, exc
         except BaseException:
             self.close()
             raise
-        if keep:
-            self._idle_since = time.monotonic()
-        else:
+        if reader.unread:  # bytes nobody asked for: do not reuse this connection
             self.close()
-        return response
+        else:
+            self._idle_since = time.monotonic()
+        return answered, None
 
 
-def _read_response(sock: socket.socket, deadline: float, reused: bool) -> tuple[Response, bool]:
-    reader = _Reader(sock, deadline)
+_OS_TIMEOUTS = sys.platform.startswith("linux")  # where struct timeval is two longs
+
+
+def _timeval(seconds: float) -> bytes:
+    """``struct timeval`` for SO_RCVTIMEO and SO_SNDTIMEO (zero would mean no timeout: at least 1 us)."""
+    micros = max(1, round(seconds * 1_000_000))
+    return struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:  # SO_RCVTIMEO expired
+        raise TimeoutError("no answer within the timeout") from None
+
+
+def _take(pending: list[int], wire: list[tuple[bytes, bytes, bytes]], depth: int) -> list[int]:
+    """The next batch: up to ``depth`` requests and ``_MAX_BATCH_BYTES`` bytes (at least one request)."""
+    size = 0
+    count = 0
+    for index in pending[:depth]:
+        size += sum(len(part) for part in wire[index])
+        if count and size > _MAX_BATCH_BYTES:
+            break
+        count += 1
+    return pending[:count]
+
+
+def _read_response(reader: _Reader, deadline: float) -> tuple[Response, bool]:
+    """One response from ``reader`` (which may already hold its first bytes); whether the connection stays."""
+    reader.start(deadline)
     while True:
-        try:
-            head = reader.read_head()
-        except (ConnectionResetError, _EndOfStream):
-            if reused and not reader.received:
-                raise _Stale() from None
-            raise
-        status_line, _, header_block = head.partition(b"\r\n")
-        version, _, rest = status_line.partition(b" ")
+        head = reader.read_head().decode("latin-1")  # one decode for the whole head
+        status_line, _, header_block = head.partition("\r\n")
+        version, _, rest = status_line.partition(" ")
         code = rest[:3]
-        if not version.startswith(b"HTTP/1.") or not code.isdigit():
-            raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+        if not version.startswith("HTTP/1.") or not code.isdigit():
+            raise ProtocolError(f"not an HTTP/1.x status line: {status_line.encode('latin-1')[:80]!r}")
         status = int(code)
         headers: dict[str, str] = {}
-        for line in header_block.split(b"\r\n"):
-            name, sep, value = line.partition(b":")
+        for line in header_block.split("\r\n"):
+            name, sep, value = line.partition(":")
             if not sep:
                 continue
-            key = name.strip().lower().decode("latin-1")
-            text = value.strip().decode("latin-1")
+            key = name.strip().lower()
+            text = value.strip()
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
         if 100 <= status < 200:
             continue  # interim response (100 Continue, 103 Early Hints): the real one follows
         break
     connection = headers.get("connection", "").lower()
-    keep = "close" not in connection and (version == b"HTTP/1.1" or "keep-alive" in connection)
+    keep = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
     if status in (204, 304):
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
@@ -214,7 +336,7 @@ def _read_response(sock: socket.socket, deadline: float, reused: bool) -> tuple[
     else:
         body = reader.read_to_end()
         keep = False
-    return Response(status, headers, body), keep and not reader.buffer
+    return Response(status, headers, body), keep
 
 
 class _EndOfStream(ConnectionError):
@@ -222,52 +344,64 @@ class _EndOfStream(ConnectionError):
 
 
 class _Reader:
-    """Buffered reads from a socket under one deadline, keeping only the first bytes of a body."""
+    """Buffered reads from a socket (responses one after the other), keeping only the first bytes of a body.
 
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
+    Reads advance an offset into the buffer, which is compacted only when more bytes arrive: answers to a
+    pipelined batch sit in the buffer together, and slicing it per answer would copy it over and over."""
+
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.deadline = deadline
+        self.deadline = 0.0
         self.buffer = b""
-        self.received = False
+        self.pos = 0  # bytes of the buffer already consumed
+        self.received = False  # whether any byte of the current response arrived
+
+    @property
+    def unread(self) -> int:
+        return len(self.buffer) - self.pos
+
+    def start(self, deadline: float) -> None:
+        """A new response begins (its first bytes may be buffered already)."""
+        self.deadline = deadline
+        self.received = self.pos < len(self.buffer)
 
     def _fill(self) -> None:
         if time.monotonic() > self.deadline:
             raise TimeoutError("response not complete before the deadline")
-        chunk = self.sock.recv(65536)
+        chunk = _recv(self.sock)
         if not chunk:
             raise _EndOfStream("connection closed by the server before the response was complete")
         self.received = True
-        self.buffer += chunk
+        self.buffer = (self.buffer[self.pos :] if self.pos else self.buffer) + chunk
+        self.pos = 0
+
+    def _read_until(self, marker: bytes, what: str) -> bytes:
+        while True:
+            end = self.buffer.find(marker, self.pos)
+            if end >= 0:
+                found = self.buffer[self.pos : end]
+                self.pos = end + len(marker)
+                return found
+            if self.unread > _MAX_HEAD:
+                raise ProtocolError(what)
+            self._fill()
 
     def read_head(self) -> bytes:
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end >= 0:
-                head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
-                return head
-            if len(self.buffer) > _MAX_HEAD:
-                raise ProtocolError("response head too large")
-            self._fill()
+        return self._read_until(b"\r\n\r\n", "response head too large")
 
     def read_line(self) -> bytes:
-        while True:
-            end = self.buffer.find(b"\r\n")
-            if end >= 0:
-                line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
-                return line
-            if len(self.buffer) > _MAX_HEAD:
-                raise ProtocolError("chunk line too long")
-            self._fill()
+        return self._read_until(b"\r\n", "chunk line too long")
 
     def read_exactly(self, length: int) -> bytes:
         kept = b""
         while length:
-            if not self.buffer:
+            if not self.unread:
                 self._fill()
-            taken, self.buffer = self.buffer[:length], self.buffer[length:]
-            length -= len(taken)
+            taken = min(length, self.unread)
             if len(kept) < _KEPT_BODY:
-                kept += taken[: _KEPT_BODY - len(kept)]
+                kept += self.buffer[self.pos : self.pos + min(taken, _KEPT_BODY - len(kept))]
+            self.pos += taken
+            length -= taken
         return kept
 
     def read_chunked(self) -> bytes:
@@ -289,12 +423,12 @@ class _Reader:
                 raise ProtocolError("chunk longer than its size")
 
     def read_to_end(self) -> bytes:
-        kept = self.buffer[:_KEPT_BODY]
-        self.buffer = b""
+        kept = self.buffer[self.pos : self.pos + _KEPT_BODY]
+        self.buffer, self.pos = b"", 0
         while True:
             if time.monotonic() > self.deadline:
                 raise TimeoutError("response not complete before the deadline")
-            chunk = self.sock.recv(65536)
+            chunk = _recv(self.sock)
             if not chunk:
                 return kept
             if len(kept) < _KEPT_BODY:

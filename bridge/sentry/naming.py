@@ -169,5 +169,5 @@ def name_for(attributes: Mapping[str, Any], span_name: str) -> tuple[str, str]:
         if path:
             return f"{method} {path}"[:MAX_VALUE_CHARS], "url"
     if name in _MEANINGLESS_NAMES:
-        name = method or UNLABELED
+        name = (method or "").strip() or UNLABELED  # a method of blanks ("\r") names nothing either
     return name[:MAX_VALUE_CHARS], "custom"
