@@ -307,3 +307,14 @@ def test_a_replaced_configuration_is_released(sentry_receiver: SentryReceiver) -
     del first
     gc.collect()
     assert leg() is None  # nothing (a fork hook, a global) keeps the old leg and its queue alive
+
+
+def test_event_ids_ignore_the_apps_random_seed() -> None:
+    import random
+
+    from bridge.sentry.context import event_id
+
+    random.seed(42)
+    first = event_id()
+    random.seed(42)
+    assert event_id() != first  # an app seeding the global generator cannot make Sentry event ids repeat

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import os
 import platform as _platform
 import random
 import re
@@ -229,13 +230,20 @@ _VERSION_4 = (0xF000 << 64, 0x4000 << 64)  # (mask, value) of the version nibble
 _VARIANT = (0xC000 << 48, 0x8000 << 48)  # (mask, value) of the RFC 4122 variant bits
 
 
+# A private generator: an app that calls random.seed() must not make event ids repeat (across runs, or
+# across workers forked from one master: it is reseeded from os.urandom in every fork() child).
+_ids = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.seed)
+
+
 def event_id() -> str:
     """A random (version 4) UUID as 32 hex digits, drawn like OpenTelemetry's trace and span ids
-    (``random.getrandbits``). Not ``uuid.uuid4()``: ``os.urandom`` releases the GIL for its system call,
+    (``getrandbits`` of a private ``random.Random``). Not ``uuid.uuid4()``: ``os.urandom`` releases the GIL for its system call,
     and a thread that gives the GIL up in a busy process waits up to the switch interval (5 ms) to get it
     back: a stall per event on the Sentry worker, or per error on the request thread. Event ids need to
     be unique, not unguessable (they are sent in clear alongside the event)."""
-    value = random.getrandbits(128)
+    value = _ids.getrandbits(128)
     value = (value & ~_VERSION_4[0]) | _VERSION_4[1]
     value = (value & ~_VARIANT[0]) | _VARIANT[1]
     return f"{value:032x}"
