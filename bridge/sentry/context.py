@@ -345,6 +345,14 @@ def _port(attributes: Mapping[str, Any]) -> int | None:
     return None
 
 
+def _has_port(host: str) -> bool:
+    """OTel's WSGI instrumentation puts the Host header, port and all, in ``server.address``."""
+    if host.startswith("["):  # an IPv6 literal: [::1]:8000
+        return "]:" in host
+    name, colon, port = host.rpartition(":")
+    return bool(colon) and ":" not in name and port.isdigit()
+
+
 def request_context(attributes: Mapping[str, Any], send_default_pii: bool) -> dict[str, Any] | None:
     """Sentry's ``request`` interface from HTTP server attributes (old and new semantic conventions).
 
@@ -380,7 +388,7 @@ def request_context(attributes: Mapping[str, Any], send_default_pii: bool) -> di
         authority = first_str(attributes, "http.host")
         if authority is None and host:
             default = 443 if scheme == "https" else 80
-            authority = host if port in (None, default) else f"{host}:{port}"
+            authority = host if port in (None, default) or _has_port(host) else f"{host}:{port}"
         url = f"{scheme}://{authority}{path}" if authority else path
     if url:
         request["url"] = url[: privacy.MAX_VALUE_CHARS]
