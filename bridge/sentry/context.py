@@ -239,10 +239,10 @@ if hasattr(os, "register_at_fork"):
 
 def event_id() -> str:
     """A random (version 4) UUID as 32 hex digits, drawn like OpenTelemetry's trace and span ids
-    (``getrandbits`` of a private ``random.Random``). Not ``uuid.uuid4()``: ``os.urandom`` releases the
-    GIL for its system call, and a thread that gives the GIL up in a busy process waits up to the switch interval (5 ms) to get it
-    back: a stall per event on the Sentry worker, or per error on the request thread. Event ids need to
-    be unique, not unguessable (they are sent in clear alongside the event)."""
+    (``getrandbits``, of a private ``random.Random``). Not ``uuid.uuid4()``: ``os.urandom`` releases the
+    GIL for its system call, and a thread that gives the GIL up in a busy process waits up to the switch
+    interval (5 ms) to get it back: a stall per event on the Sentry worker, or per error on the request
+    thread. Event ids need to be unique, not unguessable (they are sent in clear alongside the event)."""
     value = _ids.getrandbits(128)
     value = (value & ~_VERSION_4[0]) | _VERSION_4[1]
     value = (value & ~_VARIANT[0]) | _VARIANT[1]
