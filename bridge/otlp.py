@@ -29,6 +29,9 @@ SDK_EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 _COMPRESSION = {"gzip": Compression.Gzip, "deflate": Compression.Deflate, "none": Compression.NoCompression}
 
 
+FAILED_EXPORT_PAUSE = 0.25  # seconds, as the Sentry transport waits after a network error
+
+
 class CountingSpanExporter(SpanExporter):
     """Delegates to ``inner``; counts exported and lost spans; warns at most once per ``warn_interval``."""
 
@@ -39,8 +42,18 @@ class CountingSpanExporter(SpanExporter):
         self._warn_interval = warn_interval
         self._last_warning = float("-inf")
         self._lock = threading.Lock()
+        self._resume_at = 0.0  # after a failed export, the next one waits until then
+        self._stopping = threading.Event()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        # A collector that just failed (refused, 5xx, 429 with a Retry-After longer than the exporter's
+        # deadline, which makes OpenTelemetry's exporter give up at once) gets a moment before the next
+        # batch: encoding and posting batch after batch into a failure held the GIL the app's requests
+        # need (benchmarks/faults.py). Waiting releases the GIL; the batch queue bounds (and counts) what
+        # piles up meanwhile.
+        pause = self._resume_at - time.monotonic()
+        if pause > 0:
+            self._stopping.wait(pause)
         try:
             result = self.inner.export(spans)
         except Exception:  # the SDK exporter should not raise; if it does, it is a loss, not a crash
@@ -49,9 +62,11 @@ class CountingSpanExporter(SpanExporter):
         with self._lock:
             if result is SpanExportResult.SUCCESS:
                 self.exported_spans += len(spans)
+                self._resume_at = 0.0
                 return result
             self.lost_spans += len(spans)
             now = time.monotonic()
+            self._resume_at = now + FAILED_EXPORT_PAUSE
             warn = now - self._last_warning >= self._warn_interval
             if warn:
                 self._last_warning = now
@@ -61,6 +76,7 @@ class CountingSpanExporter(SpanExporter):
         return result
 
     def shutdown(self) -> None:
+        self._stopping.set()
         self.inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
