@@ -49,10 +49,17 @@ _USER_ATTRIBUTES = {"id": "enduser.id", "email": "user.email", "username": "user
 class RequestScope:
     """What the bridge knows of one request; made current by the middleware."""
 
-    __slots__ = ("bridge", "span", "attributes", "tags", "user", "failures")
+    __slots__ = ("bridge", "span", "attributes", "tags", "user", "failures", "environ")
 
-    def __init__(self, bridge: Bridge, span: trace_api.Span, attributes: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        bridge: Bridge,
+        span: trace_api.Span,
+        attributes: dict[str, Any],
+        environ: Optional[Mapping[str, Any]] = None,
+    ) -> None:
         self.bridge = bridge
+        self.environ = environ  # read only when an error or message is recorded (its request headers)
         self.span = span
         self.attributes = attributes  # the request's span attributes (kept for unsampled errors)
         self.tags: dict[str, str] = {}
@@ -121,6 +128,45 @@ def _keep_live(span_id: int, event_id: str, exc: BaseException) -> None:
         kept[event_id] = (exc, exc.__traceback__)
 
 
+# The request headers of spans that recorded an error or a message, for the Sentry event's ``request``
+# (sentry-sdk shows them; OTLP gets only the headers its capture lists name). Read from the environ at
+# the error, never on the request's hot path; same bound as the live exceptions.
+_headers: OrderedDict[int, dict[str, str]] = OrderedDict()
+
+
+def request_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """The request's headers from a WSGI environ, named as sent (``User-Agent``)."""
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            name = key[5:]
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            name = key
+        else:
+            continue
+        headers[name.replace("_", "-").title()] = str(value)
+    return headers
+
+
+def _keep_headers(span_id: int, scope: Optional[RequestScope]) -> None:
+    if scope is None or scope.environ is None:
+        return
+    with _live_lock:
+        if span_id in _headers:
+            return
+        _headers[span_id] = request_headers(scope.environ)
+        if len(_headers) > _LIVE_LIMIT:
+            _headers.popitem(last=False)
+
+
+def take_request_headers(span_id: int) -> Optional[dict[str, str]]:
+    """The request headers kept for span ``span_id`` when it recorded an error, removed from the registry."""
+    if not _headers:
+        return None
+    with _live_lock:
+        return _headers.pop(span_id, None)
+
+
 def take_live_exceptions(span_id: int) -> dict[str, LiveException]:
     """The live exceptions recorded on span ``span_id`` (by Sentry event id), removed from the registry."""
     if not _live:
@@ -187,7 +233,9 @@ def record_exception(
     if span.is_recording():
         span.record_exception(exc, attributes={"sentry.event_id": event_id}, escaped=not handled)
         if bridge is not None and bridge.sentry is not None:
-            _keep_live(span.get_span_context().span_id, event_id, exc)
+            span_id = span.get_span_context().span_id
+            _keep_live(span_id, event_id, exc)
+            _keep_headers(span_id, scope)
         return event_id
     if bridge is None or bridge.sentry is None:
         return None
@@ -229,6 +277,8 @@ def capture_message(text: str, level: str = "info") -> Optional[str]:
                 "sentry.message",
                 {"sentry.message.text": str(text), "sentry.message.level": level, "sentry.event_id": event_id},
             )
+            if scope is not None and scope.bridge.sentry is not None:
+                _keep_headers(span.get_span_context().span_id, scope)
             return event_id
         bridge = scope.bridge if scope is not None else _active_bridge()
         if bridge is None or bridge.sentry is None:

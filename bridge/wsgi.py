@@ -284,7 +284,7 @@ class _Request:
         self.environ = environ
         self.span = span
         self.context = context
-        self.scope = RequestScope(bridge, span, attributes)
+        self.scope = RequestScope(bridge, span, attributes, environ)
         self.server_start_response = server_start_response
         self.started = False
         self.ended = False

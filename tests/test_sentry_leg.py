@@ -56,7 +56,8 @@ def router(environ: Environ, start_response: Callable[..., Any]) -> Iterable[byt
 
 
 def drive(*paths: str, **headers: str) -> None:
-    client = Client(LintMiddleware(bridge.BridgeMiddleware(router)))
+    # use_cookies=False: werkzeug's cookie jar would otherwise replace a Cookie header given here
+    client = Client(LintMiddleware(bridge.BridgeMiddleware(router)), use_cookies=False)
     for path in paths:
         try:
             client.get(path, headers=headers, buffered=True)
@@ -275,7 +276,7 @@ def test_send_default_pii_sends_what_sentry_sdk_would(
     otlp_receiver: OtlpReceiver, sentry_receiver: SentryReceiver
 ) -> None:
     bridge.init(otlp_endpoint=otlp_receiver.endpoint, dsn=sentry_receiver.dsn, send_default_pii=True)
-    client = Client(LintMiddleware(bridge.BridgeMiddleware(router)))
+    client = Client(LintMiddleware(bridge.BridgeMiddleware(router)), use_cookies=False)
     with pytest.raises(RuntimeError):
         client.get("/boom?token=T1", headers={"Cookie": "sid=C1"}, environ_base={"REMOTE_ADDR": "192.0.2.9"})
     assert bridge.flush(5)
@@ -318,3 +319,39 @@ def test_event_ids_ignore_the_apps_random_seed() -> None:
     first = event_id()
     random.seed(42)
     assert event_id() != first  # an app seeding the global generator cannot make Sentry event ids repeat
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_error_events_carry_the_requests_headers_masked(
+    sampled: bool, otlp_receiver: OtlpReceiver, sentry_receiver: SentryReceiver
+) -> None:
+    """As sentry-sdk's middleware shows them: every header, private ones masked; none captured for OTLP."""
+    bridge.init(
+        otlp_endpoint=otlp_receiver.endpoint, dsn=sentry_receiver.dsn, traces_sample_rate=1.0 if sampled else 0.0
+    )
+    drive("/boom", **{"Accept": "text/html", "Referer": "https://shop.example/cart", "Cookie": "sid=SECRET-C"})
+    drive("/handled", **{"X-Request-Id": "r-42", "Authorization": "Bearer SECRET-A"})
+    assert bridge.flush(5)
+    boom = next(e for e in sentry_receiver.events() if e["transaction"] == "GET /boom")
+    headers = boom["request"]["headers"]
+    assert headers["Accept"] == "text/html"
+    assert headers["Referer"] == "https://shop.example/cart"
+    assert headers["Cookie"] == "[Filtered]"
+    for event in sentry_receiver.events():
+        if event["transaction"] == "GET /handled":  # the handled error and the message
+            assert event["request"]["headers"]["X-Request-Id"] == "r-42"
+            assert event["request"]["headers"]["Authorization"] == "[Filtered]"
+    sent = b"".join(r.data for r in sentry_receiver.requests)
+    assert b"SECRET-C" not in sent and b"SECRET-A" not in sent
+    for span in otlp_receiver.spans():  # OTLP carries only the headers its capture lists name
+        assert not any(key.startswith("http.request.header.") for key in span.attributes)
+
+
+def test_send_default_pii_sends_the_private_headers_too(
+    otlp_receiver: OtlpReceiver, sentry_receiver: SentryReceiver
+) -> None:
+    bridge.init(otlp_endpoint=otlp_receiver.endpoint, dsn=sentry_receiver.dsn, send_default_pii=True)
+    drive("/boom", Cookie="sid=C1")
+    assert bridge.flush(5)
+    [error] = sentry_receiver.events()
+    assert error["request"]["headers"]["Cookie"] == "sid=C1"

@@ -37,7 +37,8 @@ def chained(environ: Environ, start_response: Callable[..., Any]) -> Iterable[by
 
 
 def client(app: Any, **hooks: Any) -> Client:
-    return Client(LintMiddleware(bridge.BridgeMiddleware(app, **hooks)))
+    # use_cookies=False: werkzeug's cookie jar would otherwise replace a Cookie header a test sends
+    return Client(LintMiddleware(bridge.BridgeMiddleware(app, **hooks)), use_cookies=False)
 
 
 def exported(receiver: OtlpReceiver) -> list[SpanView]:

@@ -353,6 +353,20 @@ def _has_port(host: str) -> bool:
     return bool(colon) and ":" not in name and port.isdigit()
 
 
+def merge_request_headers(request: dict[str, Any], headers: Mapping[str, str], send_default_pii: bool) -> None:
+    """Add the request's own headers (read in-process) to a Sentry ``request``, masked as the rest is.
+    Headers already there (from the span's captured ``http.request.header.*``) are kept as they are."""
+    merged: dict[str, str] = request.setdefault("headers", {})
+    present = {name.lower() for name in merged}
+    for name, value in headers.items():
+        if name.lower() in present:
+            continue
+        if not send_default_pii and privacy.is_sensitive_header(name):
+            merged[name] = privacy.FILTERED
+        else:
+            merged[name] = str(value)[: privacy.MAX_VALUE_CHARS]
+
+
 def request_context(attributes: Mapping[str, Any], send_default_pii: bool) -> dict[str, Any] | None:
     """Sentry's ``request`` interface from HTTP server attributes (old and new semantic conventions).
 

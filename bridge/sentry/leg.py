@@ -28,8 +28,9 @@ from bridge import tracebook
 from bridge.config import Options
 from bridge.sample_rand import sample_rand, stated_rate
 from bridge.sampling import sampler_rate
-from bridge.scope import LiveException, take_live_exceptions
+from bridge.scope import LiveException, request_headers, take_live_exceptions, take_request_headers
 from bridge.sentry.assemble import Assembler
+from bridge.sentry.context import merge_request_headers
 from bridge.sentry.convert import (
     ConvertOptions,
     dynamic_sampling_context,
@@ -161,12 +162,15 @@ class SentryLeg:
                     seen.add(key)
             name, source = named
             live = take_live_exceptions(span.context.span_id)  # type: ignore[union-attr]
+            headers = take_request_headers(span.context.span_id)  # type: ignore[union-attr]
             # One task per error event, so that a task dropped before it is built (a full queue, a rate
             # limit, shutdown) counts exactly the events it held; the span converts once, for all of them.
             converted: dict[int, Optional[dict[str, Any]]] = {}
             for index, event in enumerate(span.events):
                 if event.name in ERROR_EVENT_NAMES and index not in skip:
-                    build = functools.partial(self._span_error, span, name, source, live, converted, index, root)
+                    build = functools.partial(
+                        self._span_error, span, name, source, live, converted, index, root, headers
+                    )
                     self.transport.submit("error", build)
         context = root.context
         if context is not None and context.trace_flags.sampled:
@@ -217,6 +221,7 @@ class SentryLeg:
         converted: dict[int, Optional[dict[str, Any]]],
         index: int,
         root: Optional[ReadableSpan] = None,
+        headers: Optional[Mapping[str, str]] = None,
     ) -> Optional[Envelope]:
         """The envelope of the error event at ``index`` in ``span.events``. The first of the span's builders
         to run converts all its error events into ``converted`` (builders run one by one, on the worker)."""
@@ -235,12 +240,18 @@ class SentryLeg:
         event = converted.pop(index, None)
         if event is None:
             return None
-        return self._finish(event, by_index.get(index), self._dsc(span, root))
+        return self._finish(event, by_index.get(index), self._dsc(span, root), headers)
 
     def _finish(
-        self, event: dict[str, Any], exc: Optional[BaseException], dsc: Optional[dict[str, str]]
+        self,
+        event: dict[str, Any],
+        exc: Optional[BaseException],
+        dsc: Optional[dict[str, str]],
+        headers: Optional[Mapping[str, str]] = None,
     ) -> Optional[Envelope]:
-        """Apply sample_rate and before_send; wrap the event in its envelope."""
+        """Add the request's headers; apply sample_rate and before_send; wrap the event in its envelope."""
+        if headers and isinstance(event.get("request"), dict):
+            merge_request_headers(event["request"], headers, self.options.send_default_pii)
         if self.options.sample_rate < 1.0 and random.random() >= self.options.sample_rate:
             self.transport.record_lost("sample_rate", "error")
             return None
@@ -299,6 +310,7 @@ class SentryLeg:
         """Queue one event of a request whose span records nothing; it is built on the worker."""
         attributes = dict(scope.attributes) if scope is not None else {}
         dsc = self._unsampled_dsc(span_context, scope, attributes)
+        headers = request_headers(scope.environ) if scope is not None and scope.environ is not None else None
 
         def build() -> Optional[Envelope]:
             event = make(
@@ -313,7 +325,7 @@ class SentryLeg:
                 }
             )
             event["event_id"] = event_id
-            return self._finish(event, exc, dsc)
+            return self._finish(event, exc, dsc, headers)
 
         self.transport.submit("error", build)
         return event_id
