@@ -218,6 +218,32 @@ def error_events(
     return out
 
 
+def _unrecorded_base(
+    view: ResourceView,
+    options: ConvertOptions,
+    trace_id: int,
+    span_id: int,
+    parent_span_id: int | None,
+    transaction: str | None,
+    attributes: Mapping[str, Any] | None,
+    status_code: StatusCode | None,
+) -> dict[str, Any]:
+    """The base of an event outside any recorded span: the request's attributes stand for the span's."""
+    request = dict(attributes or {})
+    return _event_base(
+        view,
+        options,
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_span_id,
+        kind=SpanKind.SERVER if naming.http_method(request) else None,
+        status_code=status_code,
+        transaction=transaction,
+        attributes=request,
+        timestamp=time.time(),
+    )
+
+
 def exception_event(
     exc: BaseException,
     *,
@@ -236,19 +262,8 @@ def exception_event(
     ``attributes`` are the request's span attributes (an HTTP server request when they name a method).
     """
     view = resource_view(resource, options)
-    attributes = dict(attributes or {})
-    event = _event_base(
-        view,
-        options,
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_span_id=parent_span_id,
-        kind=SpanKind.SERVER if naming.http_method(attributes) else None,
-        status_code=StatusCode.UNSET if handled else StatusCode.ERROR,
-        transaction=transaction,
-        attributes=attributes,
-        timestamp=time.time(),
-    )
+    status = StatusCode.UNSET if handled else StatusCode.ERROR
+    event = _unrecorded_base(view, options, trace_id, span_id, parent_span_id, transaction, attributes, status)
     event["level"] = "error"
     values = exception_values(
         exc, handled=handled, mechanism_type=_mechanism_type(view, handled), options=options, traceback=traceback
@@ -271,19 +286,7 @@ def message_event(
 ) -> dict[str, Any]:
     """A message event (``capture_message``) linked to a trace, outside any recorded span."""
     view = resource_view(resource, options)
-    attributes = dict(attributes or {})
-    event = _event_base(
-        view,
-        options,
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_span_id=parent_span_id,
-        kind=SpanKind.SERVER if naming.http_method(attributes) else None,
-        status_code=None,
-        transaction=transaction,
-        attributes=attributes,
-        timestamp=time.time(),
-    )
+    event = _unrecorded_base(view, options, trace_id, span_id, parent_span_id, transaction, attributes, None)
     event["level"] = _level(level)
     event["logentry"] = {"formatted": safe_text(text)}
     return event
