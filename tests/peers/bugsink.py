@@ -10,6 +10,7 @@ Reading back: the REST API (``Authorization: Bearer``) for issues and stored eve
 ``KEEP_ENVELOPES`` keeps (model ``ingest.models.Envelope``, stored after Content-Encoding was undone) straight
 from the SQLite table, which is read-only and needs no Django process.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -239,10 +240,18 @@ class Bugsink:
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 installation.command(
-                    "gunicorn", "--no-control-socket", "--bind", f"127.0.0.1:{self.port}", "--workers", "1",
+                    "gunicorn",
+                    "--no-control-socket",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--workers",
+                    "1",
                     "bugsink.wsgi",
                 ),
-                cwd=self.workdir, env=installation.env(), stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=installation.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         try:
             self._setup()  # while gunicorn boots
@@ -284,7 +293,7 @@ class Bugsink:
         assert self.installation is not None
         out = self.installation.run(self.installation.command("bugsink-manage", "shell", "-c", _SETUP), self.workdir)
         [line] = [line for line in out.splitlines() if line.startswith(_SETUP_MARK)]
-        made = json.loads(line[len(_SETUP_MARK):])
+        made = json.loads(line[len(_SETUP_MARK) :])
         self.team_id, self.project_id, self.dsn, self.token = made["team"], made["project"], made["dsn"], made["token"]
 
     def _wait_ready(self, deadline: float) -> None:

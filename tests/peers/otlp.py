@@ -5,11 +5,11 @@ honoured. Every request is decoded before it is answered; spans come back as pla
 Faults: assign ``receiver.responder`` (``Request -> Reply``); decoding still happens, and each batch remembers
 the status it was answered with, so ``accepted_only=True`` shows what a collector would have kept.
 """
+
 from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -22,8 +22,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, SpanFlags, Status
 
-from tests.httpserver import RecordingServer, Reply, Request, Responder, decompress
+from tests.httpserver import Reply, Request, Responder, decompress
 from tests.judges import decode_otlp
+from tests.peers.receiver import JudgingReceiver
 
 __all__ = ["SpanView", "Batch", "OtlpReceiver", "accept", "decode_request", "span_views"]
 
@@ -161,7 +162,7 @@ def accept(request: Request) -> Reply:
     return Reply(200, {"Content-Type": "application/x-protobuf"}, body)
 
 
-class OtlpReceiver(RecordingServer):
+class OtlpReceiver(JudgingReceiver):
     """``with OtlpReceiver() as receiver:``; point an exporter at ``receiver.endpoint``.
 
     ``responder`` is what the receiver answers (default ``accept``); every request is decoded first whatever
@@ -172,21 +173,7 @@ class OtlpReceiver(RecordingServer):
     def __init__(self, responder: Optional[Responder] = None, port: int = 0) -> None:
         self.batches: list[Batch] = []
         self.problems: list[str] = []
-        self._answer: Responder = accept
-        self._arrived = threading.Condition()
-        super().__init__(responder or accept, port=port)
-
-    def __enter__(self) -> OtlpReceiver:
-        self.start()
-        return self
-
-    @property
-    def responder(self) -> Responder:
-        return self._receive
-
-    @responder.setter
-    def responder(self, answer: Responder) -> None:
-        self._answer = answer
+        super().__init__(accept, responder, port)
 
     @property
     def endpoint(self) -> str:

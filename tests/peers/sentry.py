@@ -7,16 +7,17 @@ before it is answered. Anything wrong becomes a line in ``problems`` and a 4xx, 
 tests assert ``problems`` is empty (the fixture does at teardown). Faults: assign ``receiver.responder``
 (``Request -> Reply``), e.g. ``rate_limited("transaction")``; envelopes are judged whatever is answered.
 """
+
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from tests.httpserver import RecordingServer, Reply, Request, Responder
+from tests.httpserver import Reply, Request, Responder
 from tests.judges import assert_valid_envelope
+from tests.peers.receiver import JudgingReceiver
 
 __all__ = ["PUBLIC_KEY", "PROJECT_ID", "Received", "SentryReceiver", "accept", "rate_limited"]
 
@@ -73,26 +74,12 @@ def _keys(request: Request) -> list[str]:
     return keys
 
 
-class SentryReceiver(RecordingServer):
+class SentryReceiver(JudgingReceiver):
     """``with SentryReceiver() as receiver:``; point a client at ``receiver.dsn``."""
 
     def __init__(self, responder: Optional[Responder] = None, port: int = 0) -> None:
         self.received: list[Received] = []
-        self._answer: Responder = accept
-        self._arrived = threading.Condition()
-        super().__init__(responder or accept, port=port)
-
-    def __enter__(self) -> SentryReceiver:
-        self.start()
-        return self
-
-    @property
-    def responder(self) -> Responder:
-        return self._receive
-
-    @responder.setter
-    def responder(self, answer: Responder) -> None:
-        self._answer = answer
+        super().__init__(accept, responder, port)
 
     @property
     def dsn(self) -> str:
