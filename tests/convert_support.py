@@ -1,5 +1,5 @@
 """Real spans for the converter's tests: the OpenTelemetry SDK, OpenTelemetry's WSGI middleware driven by
-werkzeug's test client, and ``stub_parse``: now the real ``bridge.stacktraces.parse``.
+werkzeug's test client.
 
 Every event a test makes goes through ``sent`` → ``Envelope.for_event(...).serialize()`` →
 ``tests.judges.assert_valid_envelope`` (Relay's normalizer).
@@ -20,7 +20,6 @@ from werkzeug.test import Client
 
 from bridge.sentry.convert import ConvertOptions, dynamic_sampling_context
 from bridge.sentry.envelope import Envelope
-from bridge.stacktraces import parse as parse_stacktrace_text
 from tests.judges import assert_valid_envelope
 
 PUBLIC_KEY = "0123456789abcdef0123456789abcdef"
@@ -99,6 +98,3 @@ def sent(event: dict[str, Any], options: ConvertOptions | None = None, **dsc_arg
     assert [kind for kind, _ in items] == ["transaction" if event.get("type") == "transaction" else "event"]
     return raw
 
-
-# The real stack-trace parser, under the name the converter tests have used since before it was merged.
-stub_parse = parse_stacktrace_text

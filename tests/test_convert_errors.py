@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from bridge.sentry import frames
 from bridge.sentry.convert import ConvertOptions, error_events, exception_event, message_event
 from bridge.sentry.envelope import dumps
-from tests.convert_support import Recorder, sent, stub_parse, wsgi_client
+from tests.convert_support import Recorder, sent, wsgi_client
 
 OPTIONS = ConvertOptions(project_root=os.getcwd())
 HERE = os.path.abspath(__file__)
@@ -59,13 +59,6 @@ def caught(function: Callable[[], None]) -> BaseException:
     raise AssertionError("did not raise")
 
 
-@pytest.fixture
-def stub_parser(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Text goes through the stand-in for bridge.stacktraces.parse (see convert_support)."""
-    monkeypatch.setattr(frames, "_parser", [stub_parse])
-    yield
-
-
 def recorded(function: Callable[[], None], resource: dict[str, Any] | None = None, **record: Any) -> tuple[Any, Any]:
     """(finished span, exception) for ``function``'s exception recorded on a span."""
     recorder = Recorder(resource)
@@ -84,7 +77,7 @@ def in_app_frames(value: dict[str, Any]) -> list[tuple[str, str, int, str]]:
 
 
 @pytest.mark.parametrize("path", ["object", "text"])
-def test_cause_chain_oldest_first_with_frames_and_source_context(path: str, stub_parser: None) -> None:
+def test_cause_chain_oldest_first_with_frames_and_source_context(path: str) -> None:
     span, exc = recorded(load_config)
     (event,) = error_events(span, "GET /config", OPTIONS, {0: exc} if path == "object" else None)
     sent(event)
@@ -116,7 +109,7 @@ def test_cause_chain_oldest_first_with_frames_and_source_context(path: str, stub
 
 
 @pytest.mark.parametrize("path", ["object", "text"])
-def test_context_chain_and_suppressed_context(path: str, stub_parser: None) -> None:
+def test_context_chain_and_suppressed_context(path: str) -> None:
     span, exc = recorded(cleanup_fails)
     (event,) = error_events(span, None, OPTIONS, {0: exc} if path == "object" else None)
     sent(event)
@@ -190,7 +183,7 @@ def _crash(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 @pytest.mark.parametrize("mode", [None, "http"])
-def test_exception_escaping_otels_wsgi_middleware(mode: str | None, stub_parser: None) -> None:
+def test_exception_escaping_otels_wsgi_middleware(mode: str | None) -> None:
     recorder = Recorder()
     client = wsgi_client(_crash, recorder, mode)
     with pytest.raises(RuntimeError):
@@ -352,7 +345,7 @@ def test_huge_events_are_trimmed_below_the_item_limit(tmp_path: Any, monkeypatch
     sent(event)
 
 
-def test_live_exception_is_used_only_for_the_event_that_recorded_it(stub_parser: None) -> None:
+def test_live_exception_is_used_only_for_the_event_that_recorded_it() -> None:
     recorder = Recorder()
     first, second = caught(lambda: lookup({}, "k")), caught(load_config)
     with recorder.tracer.start_as_current_span("work") as span:

@@ -15,9 +15,8 @@ import sentry_sdk
 from sentry_sdk.envelope import Envelope as SdkEnvelope
 from sentry_sdk.transport import Transport
 
-from bridge.sentry import frames
 from bridge.sentry.convert import ConvertOptions, error_events, exception_event
-from tests.convert_support import Recorder, sent, stub_parse, wsgi_client
+from tests.convert_support import Recorder, sent, wsgi_client
 
 
 class Shelf:
@@ -115,7 +114,6 @@ def essentials(event: dict[str, Any]) -> list[tuple[Any, ...]]:
 def test_error_events_match_sentry_sdks(
     path: str, source: str, sdk_events: Callable[[BaseException], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(frames, "_parser", [stub_parse])
     early: list[dict[str, Any]] = []
 
     def capturing(environ: dict[str, Any], start_response: Any) -> list[bytes]:
