@@ -112,7 +112,7 @@ def essentials(event: dict[str, Any]) -> list[tuple[Any, ...]]:
 @pytest.mark.parametrize("path", ["/stock", "/quantity", "/cleanup"])
 @pytest.mark.parametrize("source", ["object", "text"])
 def test_error_events_match_sentry_sdks(
-    path: str, source: str, sdk_events: Callable[[BaseException], dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    path: str, source: str, sdk_events: Callable[[BaseException], dict[str, Any]]
 ) -> None:
     early: list[dict[str, Any]] = []
 
