@@ -3,6 +3,7 @@
 # Usage: bash scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/system-deps.sh   # Debian packages and toolchains (Redis, ...), installed when missing
 source scripts/venv.sh   # creates/updates .venv from constraints.txt, sets $PY
 
 echo "== ruff"; "$PY" -m ruff check bridge tests examples benchmarks

@@ -1,0 +1,15 @@
+# Sourced by scripts/test.sh: the Debian packages and toolchains the tests need, installed when missing.
+# Each block checks first, so a machine that already has them (CI's second run, a developer's) pays nothing.
+set -euo pipefail
+_apt_updated=""
+_apt_install() {  # _apt_install PACKAGE...: install with apt-get when running as root, else say what is missing
+  if [ "$(id -u)" != "0" ]; then
+    echo "system-deps: missing $*; install them (apt-get install $*)" >&2
+    return 1
+  fi
+  if [ -z "$_apt_updated" ]; then
+    apt-get update -qq >/dev/null
+    _apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
