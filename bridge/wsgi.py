@@ -5,9 +5,11 @@ conventions are reused, not re-implemented). What this module adds:
 - exceptions that escape the app (from the call, from iterating the body, from ``close()``) become
   ``exception`` events with ERROR status and ``error.type``, and the server still sees the very same
   exception;
-- the body's ``close()`` is called exactly once whatever happens, and the span ends only when the body
-  has been sent or closed, so streaming responses are timed right; ``wsgi.file_wrapper`` objects are
-  handed back to the server as they are (so it can still use ``sendfile``);
+- the span ends at the first of: the body is exhausted, iterating it raises, ``close()`` is called (as
+  OpenTelemetry's own middleware does), so streaming responses are timed right and test clients that never
+  close still export; that same first event calls the app's ``close()``, exactly once, from any thread;
+  the body handed back is an iterator; ``wsgi.file_wrapper`` objects are handed back to the server as they
+  are (so it can still use ``sendfile``) and end the span on the server's ``close()``;
 - guarded user hooks, privacy scrubbing of the request attributes, and the per-request scope.
 Nothing the bridge does can raise into the app or the server: its own failures are logged.
 """
@@ -19,6 +21,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import chain
 from typing import Any, Callable, Optional
 from wsgiref.util import request_uri
 
@@ -185,15 +188,15 @@ class BridgeMiddleware:
             request = None
         if request is None:
             return self.app(environ, start_response)
-        request.activate()
+        tokens = request.activate()
         try:
             result = self.app(environ, request.start_response)
         except BaseException as exc:  # KeyboardInterrupt, SystemExit...: the context must not stay attached
-            request.deactivate()
+            request.deactivate(tokens)
             request.fail(exc)
             request.end()
             raise
-        request.deactivate()
+        request.deactivate(tokens)
         return request.wrap(result, environ)
 
     def _begin(self, environ: dict[str, Any], start_response: StartResponse) -> Optional[_Request]:
@@ -256,7 +259,12 @@ class BridgeMiddleware:
 
 
 class _Request:
-    """One traced request: its span, context, scope, and the response's progress."""
+    """One traced request: its span, context, scope, and the response's progress.
+
+    The span ends once, at the first of: the body is exhausted, iterating it raises, ``close()`` is called
+    (or the app's call raised: no body). That first event also calls the app's ``close()``, once, whichever
+    thread it comes from (a server may close from another thread than the one that iterated).
+    """
 
     __slots__ = (
         "middleware",
@@ -266,8 +274,7 @@ class _Request:
         "scope",
         "server_start_response",
         "started",
-        "ended",
-        "_tokens",
+        "_unclaimed",
     )
 
     def __init__(
@@ -287,17 +294,17 @@ class _Request:
         self.scope = RequestScope(bridge, span, attributes, environ)
         self.server_start_response = server_start_response
         self.started = False
-        self.ended = False
-        self._tokens: list[Any] = []
+        # One token: whoever pops it (atomic, whatever the thread) closes the app's body and ends the span.
+        self._unclaimed = [True]
 
-    def activate(self) -> None:
-        self._tokens.append((context_api.attach(self.context), scope_module._current.set(self.scope)))
+    def activate(self) -> tuple[object, Any]:
+        """Make the request's context and scope current in this thread; pass the result to ``deactivate``."""
+        return context_api.attach(self.context), scope_module._current.set(self.scope)
 
-    def deactivate(self) -> None:
-        if self._tokens:
-            otel_token, scope_token = self._tokens.pop()
-            scope_module._current.reset(scope_token)
-            context_api.detach(otel_token)
+    def deactivate(self, tokens: tuple[object, Any]) -> None:
+        otel_token, scope_token = tokens
+        scope_module._current.reset(scope_token)
+        context_api.detach(otel_token)  # type: ignore[arg-type]
 
     def start_response(self, status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
         try:
@@ -339,60 +346,98 @@ class _Request:
         except Exception:
             logger.warning("otel-sentry-bridge: could not record an exception", exc_info=True)
 
-    def end(self) -> None:
-        if self.ended:
+    def finish(self, close: Optional[Callable[[], object]]) -> None:
+        """The request is over: call ``close`` (the app's body's ``close()``, in the request's context) and
+        end the span; only the first call does anything. An exception from ``close`` is recorded, then
+        raised to the caller (the server), the span ended all the same."""
+        try:
+            self._unclaimed.pop()
+        except IndexError:
             return
-        self.ended = True
+        try:
+            if close is not None:
+                tokens = self.activate()
+                try:
+                    close()
+                except BaseException as exc:
+                    self.fail(exc)
+                    raise
+                finally:
+                    self.deactivate(tokens)
+        finally:
+            self._end_span()
+
+    def end(self) -> None:
+        """``finish`` with nothing to close (the app raised, or its body has no ``close()``)."""
+        self.finish(None)
+
+    def _end_span(self) -> None:
         try:
             self.span.end()
         except Exception:
             logger.warning("otel-sentry-bridge: could not end a span", exc_info=True)
 
     def wrap(self, result: Iterable[bytes], environ: Mapping[str, Any]) -> Iterable[bytes]:
-        file_wrapper = environ.get("wsgi.file_wrapper")
-        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
-            # Hand the server its own object back (sendfile stays possible); end the span on its close().
-            try:
-                result.close = _ClosingHook(result, self)  # type: ignore[attr-defined]
-            except Exception:
-                self.end()
-            return result
-        if type(result) is list or type(result) is tuple:
-            return _SequenceBody(result, self)  # iterating it runs no app code: no context to activate
+        try:
+            file_wrapper = environ.get("wsgi.file_wrapper")
+            if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+                # Hand the server its own object back (sendfile stays possible); its close() ends the span.
+                try:
+                    result.close = _ClosingHook(result, self)  # type: ignore[attr-defined]
+                except Exception:
+                    self.end()
+                return result
+            kind = type(result)
+            if kind is list or kind is tuple:
+                return _SequenceBody(result, self)  # type: ignore[arg-type]
+            if hasattr(kind, "__len__"):
+                return _SizedResponseBody(result, self)
+        except Exception:
+            logger.warning("otel-sentry-bridge: unusual response body; wrapped as a plain iterable", exc_info=True)
         return _ResponseBody(result, self)
 
 
+def _close_of(body: object) -> Optional[Callable[[], object]]:
+    try:
+        close = getattr(body, "close", None)
+    except Exception:
+        logger.warning("otel-sentry-bridge: reading the body's close attribute raised", exc_info=True)
+        return None
+    return close if callable(close) else None
+
+
 class _ClosingHook:
+    """Replaces a ``wsgi.file_wrapper``'s ``close``: the server's own close, then the span's end (once)."""
+
     __slots__ = ("_close", "_request")
 
     def __init__(self, result: Any, request: _Request) -> None:
-        self._close = getattr(result, "close", None)
+        self._close = _close_of(result)
         self._request = request
 
     def __call__(self) -> None:
-        request = self._request
-        try:
-            if self._close is not None:
-                self._close()
-        except BaseException as exc:
-            request.fail(exc)
-            raise
-        finally:
-            request.end()
+        self._request.finish(self._close)
 
 
 class _SequenceBody:
-    """A body the app already made (a list or tuple of chunks): the server iterates it directly, at C speed;
-    ``close()`` ends the span, exactly once. (Nothing of the app runs while it is iterated.)"""
+    """A body the app already made (a list or tuple of chunks). The server iterates the list's own iterator
+    at C speed, chained to one call that ends the span when the server asks past the last chunk; ``close()``
+    ends it if that came first. Nothing of the app runs while it is iterated, so no context is activated.
+    ``__iter__`` hands out that one shared iterator, and ``next()`` on the body advances it too."""
 
-    __slots__ = ("_chunks", "_request")
+    __slots__ = ("_chunks", "_iterator", "_request")
 
     def __init__(self, chunks: list[bytes] | tuple[bytes, ...], request: _Request) -> None:
         self._chunks = chunks
         self._request = request
+        # iter(callable, sentinel): request.end() returns None, the sentinel, so it stops right after the call
+        self._iterator: Iterator[bytes] = chain(chunks, iter(request.end, None))  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._chunks)
+        return self._iterator
+
+    def __next__(self) -> bytes:
+        return next(self._iterator)
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -402,53 +447,55 @@ class _SequenceBody:
 
 
 class _ResponseBody:
-    """The app's body, iterated in the request's context; ends the span on ``close()``, exactly once."""
+    """The app's body, iterated in the request's context. Exhausted, raising, or closed, whichever comes
+    first: the app's ``close()`` is called and the span ends; later ``next()`` calls stop at once without
+    touching the app's iterator, later ``close()`` calls do nothing."""
 
-    __slots__ = ("_iterable", "_iterator", "_request", "_closed")
+    __slots__ = ("_iterable", "_iterator", "_request", "_done")
 
     def __init__(self, iterable: Iterable[bytes], request: _Request) -> None:
         self._iterable = iterable
         self._iterator: Optional[Iterator[bytes]] = None
         self._request = request
-        self._closed = False
+        self._done = False
 
     def __iter__(self) -> _ResponseBody:
         return self
 
-    def __len__(self) -> int:
-        # Servers ask len() to set Content-Length for one-chunk bodies; answer as the app's body would.
-        return len(self._iterable)  # type: ignore[arg-type]
-
     def __next__(self) -> bytes:
+        if self._done:
+            raise StopIteration
         request = self._request
-        request.activate()
+        tokens = request.activate()
         try:
             if self._iterator is None:
                 self._iterator = iter(self._iterable)
-            return next(self._iterator)
+            chunk = next(self._iterator)
         except StopIteration:
+            request.deactivate(tokens)
+            self.close()  # exhausted: the app's close() now, not when (or if) the server gets to it
             raise
         except BaseException as exc:
             request.fail(exc)
+            request.deactivate(tokens)
+            self.close()  # an exception from the app's close() would propagate, chained to this one
             raise
-        finally:
-            request.deactivate()
+        request.deactivate(tokens)
+        return chunk
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        self._done = True
         request = self._request
-        try:
-            close = getattr(self._iterable, "close", None)
-            if close is not None:
-                request.activate()
-                try:
-                    close()
-                except BaseException as exc:
-                    request.fail(exc)
-                    raise
-                finally:
-                    request.deactivate()
-        finally:
-            request.end()
+        if request._unclaimed:  # cheap early out; finish() itself decides, atomically
+            request.finish(_close_of(self._iterable))
+
+
+class _SizedResponseBody(_ResponseBody):
+    """A body with ``len()`` (servers ask it to set Content-Length for one-chunk bodies): answered by the
+    app's body, exceptions included. Bodies without ``len()`` get a wrapper without it, so servers that test
+    ``hasattr(body, "__len__")`` see what the app returned."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._iterable)  # type: ignore[arg-type]
