@@ -9,7 +9,8 @@ conventions are reused, not re-implemented). What this module adds:
   OpenTelemetry's own middleware does), so streaming responses are timed right and test clients that never
   close still export; that same first event calls the app's ``close()``, exactly once, from any thread;
   the body handed back is an iterator; ``wsgi.file_wrapper`` objects are handed back to the server as they
-  are (so it can still use ``sendfile``) and end the span on the server's ``close()``;
+  are (so it can still use ``sendfile``) and end the span on the server's ``close()``; a body dropped
+  unfinished (a test client that only read the status) ends the span when it is collected;
 - guarded user hooks, privacy scrubbing of the request attributes, and the per-request scope.
 Nothing the bridge does can raise into the app or the server: its own failures are logged.
 """
@@ -445,6 +446,19 @@ class _SequenceBody:
     def close(self) -> None:
         self._request.end()
 
+    def __del__(self) -> None:
+        _dropped(self)
+
+
+def _dropped(body: _SequenceBody | _ResponseBody) -> None:
+    """A body dropped without being exhausted or closed (a test client that only looked at the status): the
+    span ends now, as the generator of OpenTelemetry's middleware ends it when it is collected."""
+    if body._request._unclaimed:
+        try:
+            body.close()
+        except BaseException:
+            logger.debug("otel-sentry-bridge: closing a dropped response body raised", exc_info=True)
+
 
 class _ResponseBody:
     """The app's body, iterated in the request's context. Exhausted, raising, or closed, whichever comes
@@ -488,6 +502,9 @@ class _ResponseBody:
         request = self._request
         if request._unclaimed:  # cheap early out; finish() itself decides, atomically
             request.finish(_close_of(self._iterable))
+
+    def __del__(self) -> None:
+        _dropped(self)
 
 
 class _SizedResponseBody(_ResponseBody):
