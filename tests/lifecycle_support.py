@@ -49,10 +49,12 @@ def error_values(event: dict[str, Any]) -> str:
 
 
 class Backends:
-    def __init__(self, otlp: OtlpReceiver, sentry: SentryReceiver, **options: Any) -> None:
+    def __init__(self, otlp: OtlpReceiver, sentry: SentryReceiver, init: bool = True) -> None:
+        """``init=False``: the bridge is configured elsewhere (an example project's own init)."""
         self.otlp = otlp
         self.sentry = sentry
-        bridge.init(otlp_endpoint=otlp.endpoint, dsn=sentry.dsn, service_name="lifecycle-tests", **options)
+        if init:
+            bridge.init(otlp_endpoint=otlp.endpoint, dsn=sentry.dsn, service_name="lifecycle-tests")
 
     def delivered(self) -> Delivered:
         assert bridge.flush(10)
