@@ -13,3 +13,11 @@ _apt_install() {  # _apt_install PACKAGE...: install with apt-get when running a
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
+
+# uWSGI (a test server) is compiled by pip from its sdist: a C compiler and the interpreter's headers.
+if ! command -v gcc >/dev/null 2>&1; then
+  _apt_install gcc libc6-dev
+fi
+if ! "${PYTHON:-python3}" -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  _apt_install python3-dev
+fi
