@@ -1,0 +1,220 @@
+"""The request lifecycle's cost: the bridge before and after a change, against OpenTelemetry's middleware alone.
+
+    python -m benchmarks.lifecycle                     # before = main, after = this checkout
+    python -m benchmarks.lifecycle --before REF --requests 5000 --repeat 3 --wrk-seconds 5
+
+``bridge/`` as of ``--before`` (``git archive``) goes into a temporary directory that comes first on the
+children's ``PYTHONPATH``; "after" is this checkout. Each measurement is a fresh subprocess (as in
+``inprocess.py``), exporting to the counting sink in its own process; rounds are interleaved and the
+median is kept. Stacks: ``b`` (OpenTelemetry's ``OpenTelemetryMiddleware`` + batch processor + OTLP/HTTP)
+and ``e`` (the bridge: OTLP and Sentry), both with library defaults (``benchmarks/apps.py``).
+
+- bodies: ``list`` (the app returns ``[body]``: the bridge's fast path) and ``generator`` (the same chunk,
+  yielded);
+- drivers: ``server`` (iterate, then ``close()``, as every WSGI server does) and ``client`` (iterate only,
+  as test clients do; before the change the bridge ended no span there, so "before" is not measured);
+- figures: ``loop_us`` (CPU of the request loop per request, exporter threads included), ``cpu_us`` (the
+  same plus the final flush: export paid for), ``wall_us``, and the spans the sink counted (delivered).
+- with ``wrk`` installed, gunicorn (1 sync worker, ``gunicorn_wrk.py``) for b, e before and e after:
+  requests/s and p99 (list body, server driver: gunicorn always closes).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+BODIES = ("list", "generator")
+DRIVERS = ("server", "client")
+
+
+# -- child: one configuration, one body kind, one driver ------------------------------------------------------
+def _generator_app(app: Any) -> None:
+    """Make the stack's App yield its chunk from a generator (its class swapped: the stack already wraps it)."""
+    base = type(app)
+
+    class GeneratorApp(base):  # type: ignore[misc, valid-type]
+        def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            chunks = base.__call__(self, environ, start_response)
+
+            def generate() -> Iterator[bytes]:
+                yield from chunks
+
+            return generate()
+
+    app.__class__ = GeneratorApp
+
+
+def _drive(wsgi: Any, count: int, close: bool) -> None:
+    from benchmarks.inprocess import ENVIRON, _start_response
+
+    for _ in range(count):
+        environ = dict(ENVIRON)
+        environ["wsgi.input"] = io.BytesIO(b"")
+        body = wsgi(environ, _start_response)
+        for _chunk in body:
+            pass
+        if close:
+            closer = getattr(body, "close", None)
+            if closer is not None:
+                closer()
+        del body  # as a test client drops its response
+
+
+def _child(config: str, body: str, driver: str, requests: int, otlp: str, dsn: str) -> dict[str, Any]:
+    from benchmarks.apps import build
+
+    stack = build(config, "ok", otlp, dsn)
+    if body == "generator":
+        _generator_app(stack.app)
+    close = driver == "server"
+    _drive(stack.wsgi, 20, close)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    _drive(stack.wsgi, requests, close)
+    cpu1, wall1 = time.process_time(), time.perf_counter()
+    stack.shutdown(30.0)
+    cpu2 = time.process_time()
+    bridge_file = sys.modules["bridge"].__file__ if "bridge" in sys.modules else ""
+    return {
+        "loop_us": (cpu1 - cpu0) / requests * 1e6,
+        "cpu_us": (cpu2 - cpu0) / requests * 1e6,
+        "wall_us": (wall1 - wall0) / requests * 1e6,
+        "served": stack.app.calls,
+        "bridge": bridge_file,
+    }
+
+
+# -- parent ----------------------------------------------------------------------------------------------------
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _extract(ref: str, into: Path) -> None:
+    archive = subprocess.run(["git", "archive", ref, "bridge"], cwd=ROOT, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    # The checkout's editable install (and the checkout as working directory, which Python and gunicorn put
+    # first on sys.path) would find this checkout's ``bridge``: at startup (sitecustomize runs after the .pth
+    # files, before the working directory is added) drop the editable finder and import the old ``bridge``.
+    (into / "sitecustomize.py").write_text(
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in getattr(f, '__module__', '')]\n"
+        "import bridge\n"
+    )
+
+
+def _env(first: Optional[Path]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SENTRY_"))}
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (first, ROOT) if p is not None)
+    return env
+
+
+def _run(key: tuple[str, str, str, str], env: dict[str, str], requests: int, sink: Any) -> dict[str, Any]:
+    config, _code, body, driver = key
+    command = [
+        sys.executable, "-m", "benchmarks.lifecycle", "--child", config, body, driver,
+        "--requests", str(requests), "--otlp", sink.otlp_endpoint, "--dsn", sink.dsn,
+    ]
+    sink.reset()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60 + requests * 0.02)
+    if done.returncode != 0:
+        raise RuntimeError(f"{key} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["counts"] = sink.counts()
+    return result
+
+
+def _keys() -> list[tuple[str, str, str, str]]:
+    keys = []
+    for body in BODIES:
+        for driver in DRIVERS:
+            keys.append(("b", "-", body, driver))
+            if driver == "server":
+                keys.append(("e", "before", body, driver))
+            keys.append(("e", "after", body, driver))
+    return keys
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", default="main", help="git ref of the 'before' bridge (default: main)")
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--wrk-seconds", type=float, default=5.0, help="0: no gunicorn figures")
+    parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--child", nargs=3, metavar=("CONFIG", "BODY", "DRIVER"), help=argparse.SUPPRESS)
+    parser.add_argument("--otlp", help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(*args.child, args.requests, args.otlp, args.dsn)), flush=True)
+        return 0
+
+    from benchmarks.gunicorn_wrk import find_wrk, measure
+    from benchmarks.sink import SinkProcess
+
+    runs: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {key: [] for key in _keys()}
+    served: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-before-") as before_dir, SinkProcess(sys.executable) as sink:
+        _extract(args.before, Path(before_dir))
+        envs = {"before": _env(Path(before_dir)), "after": _env(None), "-": _env(None)}
+        keys = list(runs)
+        for round_number in range(args.repeat):
+            shift = round_number % len(keys)
+            for key in keys[shift:] + keys[:shift]:
+                _log(f"round {round_number + 1}/{args.repeat}: {key}")
+                runs[key].append(_run(key, envs[key[1]], args.requests, sink))
+        assert runs[("e", "before", "list", "server")][0]["bridge"].startswith(before_dir), "before is not before"
+        wrk = find_wrk(install=True, log=_log) if args.wrk_seconds > 0 else None
+        if wrk:
+            stacks = (("b", "b", envs["-"]), ("e before", "e", envs["before"]), ("e after", "e", envs["after"]))
+            for name, config, env in stacks:
+                _log(f"gunicorn + wrk: {name}")
+                sink.reset()
+                result = measure(config, "ok", args.wrk_seconds, wrk, sink.otlp_endpoint, sink.dsn, env)
+                result["counts"] = sink.counts()
+                served[name] = result
+
+    print(f"In process, {args.requests} requests x {args.repeat} rounds (median); before = {args.before}")
+    print("| stack | body | driver | loop CPU µs/req | CPU µs/req (with export) | wall µs/req | spans delivered |")
+    print("|---|---|---|---|---|---|---|")
+    table: dict[str, Any] = {}
+    for key, results in runs.items():
+        config, code, body, driver = key
+        name = "b OpenTelemetry" if config == "b" else f"e bridge {code}"
+        row = {field: statistics.median(r[field] for r in results) for field in ("loop_us", "cpu_us", "wall_us")}
+        delivered = sum(r["counts"]["otlp_spans"] for r in results)
+        expected = sum(r["served"] for r in results)
+        table["/".join(key)] = dict(row, delivered=delivered, expected=expected)
+        print(
+            f"| {name} | {body} | {driver} | {row['loop_us']:.1f} | {row['cpu_us']:.1f} | {row['wall_us']:.1f} "
+            f"| {delivered}/{expected} |"
+        )
+    if served:
+        print("\ngunicorn, 1 sync worker, wrk -t1 -c1, list body")
+        print("| stack | requests/s | p99 ms | spans delivered |")
+        print("|---|---|---|---|")
+        for name, result in served.items():
+            print(f"| {name} | {result['rps']:.0f} | {result['p99_ms']:.2f} | {result['counts']['otlp_spans']} |")
+    else:
+        print("\n(no gunicorn figures: wrk is not installed, or --wrk-seconds 0)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"inprocess": table, "gunicorn": served}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
