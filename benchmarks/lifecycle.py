@@ -97,6 +97,57 @@ def _child(config: str, body: str, driver: str, requests: int, otlp: str, dsn: s
     }
 
 
+def _paths(before_wsgi: str, requests: int, rounds: int, otlp: str, dsn: str) -> dict[str, Any]:
+    """Every stack in this one process, interleaved round by round; the serving thread's own CPU
+    (``time.thread_time()``: the exporter threads are not counted), median per request over the rounds."""
+    import importlib.util
+
+    from benchmarks.apps import App, _otel
+
+    otel, otel_shutdown = _otel(App(False), otlp, True)  # first: it sets the global TracerProvider
+    import bridge
+
+    bridge.init(otlp_endpoint=otlp, dsn=dsn)
+    spec = importlib.util.spec_from_file_location("bridge._wsgi_before", before_wsgi)
+    assert spec is not None and spec.loader is not None
+    before = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(before)
+    stacks: dict[str, tuple[Any, bool]] = {}
+    for body in BODIES:
+        apps = {name: App(False) for name in ("b", "before", "after")}
+        if body == "generator":
+            for app in apps.values():
+                _generator_app(app)
+        wrapped = {
+            "b": otel if body == "list" else _otel_again(apps["b"]),
+            "before": before.BridgeMiddleware(apps["before"]),
+            "after": bridge.BridgeMiddleware(apps["after"]),
+        }
+        for name, wsgi in wrapped.items():
+            for driver in DRIVERS:
+                if name == "before" and driver == "client":
+                    continue
+                stacks[f"{name}/{body}/{driver}"] = (wsgi, driver == "server")
+    samples: dict[str, list[float]] = {key: [] for key in stacks}
+    keys = list(stacks)
+    for round_number in range(rounds):
+        shift = round_number % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            wsgi, close = stacks[key]
+            start = time.thread_time()
+            _drive(wsgi, requests, close)
+            samples[key].append((time.thread_time() - start) / requests * 1e6)
+    otel_shutdown(30.0)
+    bridge.shutdown(30.0)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def _otel_again(app: Any) -> Any:
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    return OpenTelemetryMiddleware(app)  # the global provider _otel() set
+
+
 # -- parent ----------------------------------------------------------------------------------------------------
 def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
@@ -155,12 +206,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--wrk-seconds", type=float, default=5.0, help="0: no gunicorn figures")
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--path-requests", type=int, default=2000, help="requests per stack and round (one process)")
+    parser.add_argument("--path-rounds", type=int, default=15)
     parser.add_argument("--child", nargs=3, metavar=("CONFIG", "BODY", "DRIVER"), help=argparse.SUPPRESS)
+    parser.add_argument("--paths", metavar="BEFORE_WSGI_PY", help=argparse.SUPPRESS)
     parser.add_argument("--otlp", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(_child(*args.child, args.requests, args.otlp, args.dsn)), flush=True)
+        return 0
+    if args.paths:
+        print(json.dumps(_paths(args.paths, args.path_requests, args.path_rounds, args.otlp, args.dsn)), flush=True)
         return 0
 
     from benchmarks.gunicorn_wrk import find_wrk, measure
@@ -178,6 +235,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                 _log(f"round {round_number + 1}/{args.repeat}: {key}")
                 runs[key].append(_run(key, envs[key[1]], args.requests, sink))
         assert runs[("e", "before", "list", "server")][0]["bridge"].startswith(before_dir), "before is not before"
+        _log("request path, one process, interleaved")
+        command = [
+            sys.executable, "-m", "benchmarks.lifecycle", "--paths", str(Path(before_dir, "bridge", "wsgi.py")),
+            "--path-requests", str(args.path_requests), "--path-rounds", str(args.path_rounds),
+            "--otlp", sink.otlp_endpoint, "--dsn", sink.dsn,
+        ]
+        done = subprocess.run(command, cwd=ROOT, env=envs["after"], capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"request path measurement failed:\n{done.stderr[-3000:]}")
+        paths: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
         wrk = find_wrk(install=True, log=_log) if args.wrk_seconds > 0 else None
         if wrk:
             stacks = (("b", "b", envs["-"]), ("e before", "e", envs["before"]), ("e after", "e", envs["after"]))
@@ -188,6 +255,20 @@ def main(argv: Optional[list[str]] = None) -> int:
                 result["counts"] = sink.counts()
                 served[name] = result
 
+    print(
+        f"Request path: serving thread's CPU µs/request, one process, {args.path_requests} requests x "
+        f"{args.path_rounds} interleaved rounds (median); before = {args.before}"
+    )
+    print("| body | driver | b OpenTelemetry | e bridge before | e bridge after | after - before |")
+    print("|---|---|---|---|---|---|")
+    for body in BODIES:
+        for driver in DRIVERS:
+            b, after = paths[f"b/{body}/{driver}"], paths[f"after/{body}/{driver}"]
+            before_us = paths.get(f"before/{body}/{driver}")
+            shown = "(no span ended)" if before_us is None else f"{before_us:.1f}"
+            delta = "" if before_us is None else f"{after - before_us:+.1f}"
+            print(f"| {body} | {driver} | {b:.1f} | {shown} | {after:.1f} | {delta} |")
+    print()
     print(f"In process, {args.requests} requests x {args.repeat} rounds (median); before = {args.before}")
     print("| stack | body | driver | loop CPU µs/req | CPU µs/req (with export) | wall µs/req | spans delivered |")
     print("|---|---|---|---|---|---|---|")
@@ -212,7 +293,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         print("\n(no gunicorn figures: wrk is not installed, or --wrk-seconds 0)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"inprocess": table, "gunicorn": served}, indent=2))
+        Path(args.json).write_text(json.dumps({"paths": paths, "inprocess": table, "gunicorn": served}, indent=2))
     return 0
 
 
