@@ -208,6 +208,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--path-requests", type=int, default=2000, help="requests per stack and round (one process)")
     parser.add_argument("--path-rounds", type=int, default=15)
+    parser.add_argument("--paths-only", action="store_true", help="only the one-process request path figures")
     parser.add_argument("--child", nargs=3, metavar=("CONFIG", "BODY", "DRIVER"), help=argparse.SUPPRESS)
     parser.add_argument("--paths", metavar="BEFORE_WSGI_PY", help=argparse.SUPPRESS)
     parser.add_argument("--otlp", help=argparse.SUPPRESS)
@@ -228,13 +229,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-before-") as before_dir, SinkProcess(sys.executable) as sink:
         _extract(args.before, Path(before_dir))
         envs = {"before": _env(Path(before_dir)), "after": _env(None), "-": _env(None)}
-        keys = list(runs)
-        for round_number in range(args.repeat):
+        keys = [] if args.paths_only else list(runs)
+        for round_number in range(0 if args.paths_only else args.repeat):
             shift = round_number % len(keys)
             for key in keys[shift:] + keys[:shift]:
                 _log(f"round {round_number + 1}/{args.repeat}: {key}")
                 runs[key].append(_run(key, envs[key[1]], args.requests, sink))
-        assert runs[("e", "before", "list", "server")][0]["bridge"].startswith(before_dir), "before is not before"
+        if not args.paths_only:
+            assert runs[("e", "before", "list", "server")][0]["bridge"].startswith(before_dir), "not the old bridge"
         _log("request path, one process, interleaved")
         command = [
             sys.executable, "-m", "benchmarks.lifecycle", "--paths", str(Path(before_dir, "bridge", "wsgi.py")),
@@ -245,7 +247,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if done.returncode != 0:
             raise RuntimeError(f"request path measurement failed:\n{done.stderr[-3000:]}")
         paths: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-        wrk = find_wrk(install=True, log=_log) if args.wrk_seconds > 0 else None
+        wrk = find_wrk(install=True, log=_log) if args.wrk_seconds > 0 and not args.paths_only else None
         if wrk:
             stacks = (("b", "b", envs["-"]), ("e before", "e", envs["before"]), ("e after", "e", envs["after"]))
             for name, config, env in stacks:
@@ -268,6 +270,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             shown = "(no span ended)" if before_us is None else f"{before_us:.1f}"
             delta = "" if before_us is None else f"{after - before_us:+.1f}"
             print(f"| {body} | {driver} | {b:.1f} | {shown} | {after:.1f} | {delta} |")
+    if args.paths_only:
+        return 0
     print()
     print(f"In process, {args.requests} requests x {args.repeat} rounds (median); before = {args.before}")
     print("| stack | body | driver | loop CPU µs/req | CPU µs/req (with export) | wall µs/req | spans delivered |")

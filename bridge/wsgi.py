@@ -351,9 +351,11 @@ class _Request:
         """The request is over: call ``close`` (the app's body's ``close()``, in the request's context) and
         end the span; only the first call does anything. An exception from ``close`` is recorded, then
         raised to the caller (the server), the span ended all the same."""
+        if not self._unclaimed:  # the common second call (the server's close() after exhaustion): no raise
+            return
         try:
             self._unclaimed.pop()
-        except IndexError:
+        except IndexError:  # another thread claimed it in between
             return
         try:
             if close is not None:
@@ -369,8 +371,15 @@ class _Request:
             self._end_span()
 
     def end(self) -> None:
-        """``finish`` with nothing to close (the app raised, or its body has no ``close()``)."""
-        self.finish(None)
+        """``finish`` with nothing to close (the app raised, or its body is a list), inlined: it is the list
+        body's hot path."""
+        unclaimed = self._unclaimed
+        if unclaimed:
+            try:
+                unclaimed.pop()
+            except IndexError:
+                return
+            self._end_span()
 
     def _end_span(self) -> None:
         try:
@@ -444,10 +453,13 @@ class _SequenceBody:
         return len(self._chunks)
 
     def close(self) -> None:
-        self._request.end()
+        request = self._request
+        if request._unclaimed:
+            request.end()
 
     def __del__(self) -> None:
-        _dropped(self)
+        if self._request._unclaimed:
+            _dropped(self)
 
 
 def _dropped(body: _SequenceBody | _ResponseBody) -> None:
@@ -504,7 +516,8 @@ class _ResponseBody:
             request.finish(_close_of(self._iterable))
 
     def __del__(self) -> None:
-        _dropped(self)
+        if self._request._unclaimed:
+            _dropped(self)
 
 
 class _SizedResponseBody(_ResponseBody):
