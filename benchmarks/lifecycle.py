@@ -224,6 +224,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from benchmarks.gunicorn_wrk import find_wrk, measure
     from benchmarks.sink import SinkProcess
 
+    load_before = os.getloadavg()[0]
     runs: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {key: [] for key in _keys()}
     served: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-before-") as before_dir, SinkProcess(sys.executable) as sink:
@@ -257,6 +258,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                 result["counts"] = sink.counts()
                 served[name] = result
 
+    load_after = os.getloadavg()[0]
+    busy = " (more than the CPU count: other work on the machine, the figures are noisy)"
+    print(
+        f"Load average {load_before:.1f} before, {load_after:.1f} after, {os.cpu_count()} CPUs"
+        + (busy if max(load_before, load_after) > (os.cpu_count() or 1) else "")
+    )
     print(
         f"Request path: serving thread's CPU µs/request, one process, {args.path_requests} requests x "
         f"{args.path_rounds} interleaved rounds (median); before = {args.before}"
