@@ -475,15 +475,21 @@ def _dropped(body: _SequenceBody | _ResponseBody) -> None:
 class _ResponseBody:
     """The app's body, iterated in the request's context. Exhausted, raising, or closed, whichever comes
     first: the app's ``close()`` is called and the span ends; later ``next()`` calls stop at once without
-    touching the app's iterator, later ``close()`` calls do nothing."""
+    touching the app's iterator, later ``close()`` calls do nothing.
 
-    __slots__ = ("_iterable", "_iterator", "_request", "_done")
+    When the bridge calls the app's ``close()`` early (exhausted, or iterating raised) and it raises, the
+    exception is recorded at once and raised from the server's own ``close()``, where the server would have
+    met it without the bridge (a client that never closes never sees it, as it would never have caused it).
+    """
+
+    __slots__ = ("_iterable", "_iterator", "_request", "_done", "_close_errors")
 
     def __init__(self, iterable: Iterable[bytes], request: _Request) -> None:
         self._iterable = iterable
         self._iterator: Optional[Iterator[bytes]] = None
         self._request = request
         self._done = False
+        self._close_errors: Optional[list[BaseException]] = None
 
     def __iter__(self) -> _ResponseBody:
         return self
@@ -499,18 +505,32 @@ class _ResponseBody:
             chunk = next(self._iterator)
         except StopIteration:
             request.deactivate(tokens)
-            self.close()  # exhausted: the app's close() now, not when (or if) the server gets to it
+            self._finish_early()  # exhausted: the app's close() now, not when (or if) the server gets to it
             raise
         except BaseException as exc:
             request.fail(exc)
             request.deactivate(tokens)
-            self.close()  # an exception from the app's close() would propagate, chained to this one
+            self._finish_early()
             raise
         request.deactivate(tokens)
         return chunk
 
+    def _finish_early(self) -> None:
+        self._done = True
+        try:
+            self._request.finish(_close_of(self._iterable))
+        except BaseException as exc:  # recorded by finish(); the server's close() raises it
+            self._close_errors = [exc]
+
     def close(self) -> None:
         self._done = True
+        errors = self._close_errors
+        if errors:
+            try:
+                error = errors.pop()  # atomic: one server close() raises it, whatever the threads
+            except IndexError:
+                return
+            raise error
         request = self._request
         if request._unclaimed:  # cheap early out; finish() itself decides, atomically
             request.finish(_close_of(self._iterable))

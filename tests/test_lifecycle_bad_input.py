@@ -95,14 +95,29 @@ def test_a_close_that_raises_at_exhaustion(backends: Backends) -> None:
     body = CountingBody([b"a"], fail_in_close=OSError("close failed"))
     result = call(body, "/close-fails-at-end")
     assert next(result) == b"a"
+    assert next(result, None) is None  # exhausted: the app's close() runs now; the iteration ends normally
+    assert body.closed == 1
     with pytest.raises(OSError, match="close failed"):
-        next(result)  # exhausted: the app's close() runs now, and its exception reaches the server here
-    result.close()
+        result.close()  # where the server would have met it without the bridge
     result.close()
     assert body.closed == 1
     delivered = backends.delivered()
     span, _ = delivered.one_request()
     assert delivered.errors_of(span) == ["OSError: close failed"]
+
+
+def test_a_body_raising_and_its_close_raising_too(backends: Backends) -> None:
+    body = CountingBody([b"a", b"b"], fail_at=1, fail_in_close=OSError("close failed"))
+    result = call(body, "/both-fail")
+    assert next(result) == b"a"
+    with pytest.raises(RuntimeError, match="failed at chunk 1"):
+        next(result)  # the iteration's own exception, as without the bridge
+    with pytest.raises(OSError, match="close failed"):
+        result.close()  # then close()'s, from close()
+    assert body.closed == 1
+    delivered = backends.delivered()
+    span, _ = delivered.one_request()
+    assert sorted(delivered.errors_of(span)) == ["OSError: close failed", "RuntimeError: failed at chunk 1"]
 
 
 @pytest.mark.parametrize("kind", ["iterator", "list"])
