@@ -93,3 +93,27 @@ def test_django_with_the_wsgi_wrapper_too_is_one_span_per_request(backends: Back
     assert {span.scope for span in delivered.spans} == {"bridge.wsgi"}
     assert len(delivered.transactions) == 2
     assert len(delivered.events) == 1
+
+
+def test_django_request_finished_runs_under_a_client_that_never_closes(backends: Backends) -> None:
+    """The wrapped WSGI handler under werkzeug's Client, responses read but never closed: the bridge closes
+    Django's response when its body is exhausted, so ``request_finished`` still runs for every request."""
+    from django.core.signals import request_finished
+    from werkzeug.test import Client
+
+    finished: list[object] = []
+
+    def count(sender: object, **kwargs: Any) -> None:
+        finished.append(sender)
+
+    client = Client(EXAMPLES["django"].application())
+    request_finished.connect(count)
+    try:
+        responses = [client.get(path, headers={"Host": "localhost"}) for path in ("/users/7", "/stream")]
+        assert [response.get_data().count(b"\n") for response in responses] == [1, 3]
+        assert len(finished) == 2  # before any close(): none is ever called here
+    finally:
+        request_finished.disconnect(count)
+    delivered = backends.delivered()
+    assert sorted(span.name for span in delivered.spans) == ["GET /stream", "GET /users/{user_id}"]
+    assert len(delivered.transactions) == 2
