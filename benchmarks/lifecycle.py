@@ -142,6 +142,38 @@ def _paths(before_wsgi: str, requests: int, rounds: int, otlp: str, dsn: str) ->
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
+def _micro(before_wsgi: str, requests: int, rounds: int) -> dict[str, Any]:
+    """The bridge alone, before and after, unsampled and exporting nothing (the lifecycle code and little
+    else), interleaved; the serving thread's CPU per request: median and fastest round."""
+    import importlib.util
+
+    import bridge
+    from benchmarks.apps import App
+
+    bridge.init(otlp_endpoint="http://127.0.0.1:9/v1/traces", traces_sample_rate=0.0)  # nothing is exported
+    spec = importlib.util.spec_from_file_location("bridge._wsgi_before", before_wsgi)
+    assert spec is not None and spec.loader is not None
+    before = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(before)
+    stacks: dict[str, Any] = {}
+    for body in BODIES:
+        apps = (App(False), App(False))
+        if body == "generator":
+            for app in apps:
+                _generator_app(app)
+        stacks[f"before/{body}"] = before.BridgeMiddleware(apps[0])
+        stacks[f"after/{body}"] = bridge.BridgeMiddleware(apps[1])
+    samples: dict[str, list[float]] = {key: [] for key in stacks}
+    keys = list(stacks)
+    for round_number in range(rounds):
+        shift = round_number % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            start = time.thread_time()
+            _drive(stacks[key], requests, True)
+            samples[key].append((time.thread_time() - start) / requests * 1e6)
+    return {key: {"median": statistics.median(v), "min": min(v)} for key, v in samples.items()}
+
+
 def _otel_again(app: Any) -> Any:
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
@@ -211,6 +243,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--paths-only", action="store_true", help="only the one-process request path figures")
     parser.add_argument("--child", nargs=3, metavar=("CONFIG", "BODY", "DRIVER"), help=argparse.SUPPRESS)
     parser.add_argument("--paths", metavar="BEFORE_WSGI_PY", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--micro", action="store_true",
+        help="only the bridge before vs after, unsampled, exporting nothing, 3000 requests x 21 rounds",
+    )
     parser.add_argument("--otlp", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -219,6 +255,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if args.paths:
         print(json.dumps(_paths(args.paths, args.path_requests, args.path_rounds, args.otlp, args.dsn)), flush=True)
+        return 0
+
+    if args.micro:
+        with tempfile.TemporaryDirectory(prefix="bench-before-") as before_dir:
+            _extract(args.before, Path(before_dir))
+            figures = _micro(str(Path(before_dir, "bridge", "wsgi.py")), 3000, 21)
+        print(f"Bridge alone, unsampled, no export; serving thread's CPU µs/request; before = {args.before}")
+        print("| body | before median | after median | before fastest | after fastest | after - before (fastest) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for body in BODIES:
+            old_run, new_run = figures[f"before/{body}"], figures[f"after/{body}"]
+            print(
+                f"| {body} | {old_run['median']:.2f} | {new_run['median']:.2f} | {old_run['min']:.2f} "
+                f"| {new_run['min']:.2f} | {new_run['min'] - old_run['min']:+.2f} |"
+            )
         return 0
 
     from benchmarks.gunicorn_wrk import find_wrk, measure
