@@ -119,10 +119,10 @@ def _record_failure(sender: Any, request: Any = None, **extra: Any) -> None:
 class RouteMiddleware:
     """Names the request's span after the resolved route; makes that span when no WSGI wrapper did."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase], **hooks: Any) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
         # Its app is never called: only its request-span making (_begin) and settings are used.
-        self._spans = BridgeMiddleware(_never_called, **hooks)
+        self._spans = BridgeMiddleware(_never_called)
         _connect_failures()
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
