@@ -171,12 +171,21 @@ class _Wrapper:
 class Traced(_Wrapper):
     """``bridge.trace(name=..., op=...)``: a decorator and a context manager."""
 
-    def __init__(self, name: Optional[str] = None, op: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        op: Optional[str] = None,
+        *,
+        attributes: Optional[dict[str, Any]] = None,
+        mechanism: str = "trace",
+    ) -> None:
         super().__init__(name)
         self.op = op or "function"
+        self.attributes = dict(attributes or {})  # for surfaces built on trace (management commands)
+        self.mechanism = mechanism
 
     def _start(self, name: str) -> _Run:
-        return _Run(name, self.op, {}, "trace")
+        return _Run(name, self.op, self.attributes, self.mechanism)
 
     def _end(self, run: _Run, exc: Optional[BaseException]) -> None:
         run.finish(exc)
