@@ -1,6 +1,6 @@
 """``serve`` throughput on one core, and memory per 10 000 buffered spans.
 
-    /work/venv/bin/python benchmarks/serve_throughput.py [--requests 40] [--traces 50] [--repeat 3]
+    python -m benchmarks.serve_throughput [--requests 40] [--traces 50] [--repeat 3]
 
 Pre-encoded OTLP bodies (protobuf, gzip) from the OpenTelemetry SDK's own encoder, each with ``--traces``
 traces of 10 spans (a SERVER root, db and http children; one trace in ten records an exception), go

@@ -68,7 +68,8 @@ OPTIONS: dict[str, OptionDoc] = {
     "otlp_endpoint": OptionDoc(
         "OTLP traces",
         "where OTLP/HTTP traces go; the signal variable is used as is, the base one gets `/v1/traces` appended",
-        "not an http(s) URL: ConfigError. `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` other than `http/protobuf`: "
+        "not an http(s) URL: ConfigError. `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL` "
+        "other than `http/protobuf`: "
         "ConfigError (rather than silently sending HTTP to a gRPC port)",
         variables=("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
     ),
