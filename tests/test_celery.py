@@ -320,3 +320,17 @@ def test_zero_code_recycled_children_lose_nothing_and_bugsink_stores_the_error(
     assert event["exception"]["values"][-1]["mechanism"]["type"] == "celery"
     [charge] = [s for s in consumers if s.attributes["celery.task_name"] == "example.charge"]
     assert event["contexts"]["trace"]["trace_id"] == charge.trace_id
+
+
+def test_the_example_s_cron_job_checks_in_with_its_schedule(tasks: Any) -> None:
+    from examples import celery_app
+
+    otlp, sentry = receivers_of(tasks)
+    celery_app.settle()
+    assert bridge.flush(5)
+    started, finished = sentry.items("check_in")
+    assert started["monitor_slug"] == finished["monitor_slug"] == "nightly-settlement"
+    assert (started["status"], finished["status"]) == ("in_progress", "ok")
+    assert started["monitor_config"] == {"schedule": {"type": "crontab", "value": "0 3 * * *"}, "max_runtime": 30}
+    [transaction] = [t for t in sentry.transactions() if t["transaction"] == "examples.celery_app.settle"]
+    assert [s["description"] for s in transaction["spans"]] == ["settle-batch"]
