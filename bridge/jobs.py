@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable
-from contextvars import Token
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, Callable, Optional, TypeVar, Union, cast, overload
 
@@ -77,10 +77,13 @@ class _Run:
             logger.warning("otel-sentry-bridge: could not start a span for %r; it runs untraced", name, exc_info=True)
 
     def finish(self, exc: Optional[BaseException]) -> None:
+        if self.token is not None:
+            token, self.token = self.token, None
+            try:
+                context_api.detach(token)
+            except Exception:  # ended in another context than it started in: the span still ends
+                logger.debug("otel-sentry-bridge: could not detach a span's context", exc_info=True)
         try:
-            if self.token is not None:
-                context_api.detach(self.token)
-                self.token = None
             span = self.span
             if not span.get_span_context().is_valid:
                 return
@@ -108,7 +111,9 @@ class _Wrapper:
 
     def __init__(self, name: Optional[str]) -> None:
         self.name = name
-        self._runs = threading.local()
+        # The runs entered as a context manager, per context (thread or asyncio task): one object may be
+        # entered again while it runs (recursion, concurrent tasks) and each exit ends its own run.
+        self._runs: ContextVar[tuple[Any, ...]] = ContextVar(f"otel_sentry_bridge_runs_{id(self)}", default=())
 
     def _block_name(self) -> str:
         """The span's name when used as a context manager (no function to name it after)."""
@@ -120,21 +125,19 @@ class _Wrapper:
     def _end(self, run: Any, exc: Optional[BaseException]) -> None:
         raise NotImplementedError
 
-    # -- context manager: runs stack per thread, so one object may be entered again (recursion) ------
+    # -- context manager ---------------------------------------------------------------------------------
     def __enter__(self) -> trace_api.Span:
         run = self._start(self._block_name())
-        stack = getattr(self._runs, "stack", None)
-        if stack is None:
-            stack = self._runs.stack = []
-        stack.append(run)
+        self._runs.set((*self._runs.get(), run))
         return cast(trace_api.Span, run.span if isinstance(run, _Run) else run[0].span)
 
     def __exit__(
         self, kind: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
     ) -> None:
-        stack = getattr(self._runs, "stack", None)
-        if stack:
-            self._end(stack.pop(), exc)
+        runs = self._runs.get()
+        if runs:
+            self._runs.set(runs[:-1])
+            self._end(runs[-1], exc)
 
     # -- decorator --------------------------------------------------------------------------------------
     def __call__(self, func: F) -> F:

@@ -95,6 +95,31 @@ def test_async_functions_and_blocks_are_traced(both: tuple[OtlpReceiver, SentryR
     assert [(s["description"], s["op"]) for s in nightly["spans"]] == [("step-1", "function")]
 
 
+def test_one_block_object_shared_by_concurrent_asyncio_tasks(both: tuple[OtlpReceiver, SentryReceiver]) -> None:
+    otlp, sentry = both
+    block = bridge.trace(name="shared-block")
+
+    async def job(number: int) -> None:
+        with block:
+            await asyncio.sleep(0)  # the other task enters the same object meanwhile
+            with bridge.trace(name=f"inner-{number}"):
+                await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(job(1), job(2))
+
+    asyncio.run(main())
+    assert bridge.flush(5)
+    spans = otlp.spans()
+    blocks = {s.span_id: s for s in spans if s.name == "shared-block"}
+    inner = {s.name: s for s in spans if s.name.startswith("inner-")}
+    assert len(blocks) == 2 and set(inner) == {"inner-1", "inner-2"}
+    parents = {inner["inner-1"].parent_span_id, inner["inner-2"].parent_span_id}
+    assert parents == set(blocks)  # each task's inner span under its own run of the block
+    assert all(blocks[p].trace_id == inner[n].trace_id for n in inner for p in [inner[n].parent_span_id])
+    assert len(sentry.transactions()) == 2
+
+
 def test_inside_a_request_a_traced_function_is_a_child_span(both: tuple[OtlpReceiver, SentryReceiver]) -> None:
     otlp, sentry = both
 
