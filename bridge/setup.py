@@ -96,6 +96,7 @@ class Bridge:
         self.otlp_exporter: Optional[CountingSpanExporter] = None
         self.otlp_processor: Optional[BoundedBatchSpanProcessor] = None
         self.sentry: Any = None  # bridge.sentry.leg.SentryLeg when the Sentry leg is on
+        self.logs: Any = None  # bridge.logs.LogsLeg when OTEL_LOGS_EXPORTER is set
         self._processors: list[SpanProcessor] = []
         self._closed = False
         if options.disabled:
@@ -122,6 +123,10 @@ class Bridge:
 
             self.sentry = SentryLeg(options, self.provider.resource)
             self._add(self.sentry.processor)
+        if options.logs_enabled:
+            from bridge.logs import LogsLeg
+
+            self.logs = LogsLeg(options, self.provider.resource)
         self.tracer = self.provider.get_tracer(SCOPE_NAME, __version__)
 
     def _add(self, processor: SpanProcessor) -> None:
@@ -143,6 +148,8 @@ class Bridge:
             return True
         deadline = time.monotonic() + max(0.0, timeout)
         calls = [functools.partial(_flush_processor, processor, deadline) for processor in self._processors]
+        if self.logs is not None:
+            calls.append(functools.partial(_flush_logs, self.logs, deadline))
         return _all_at_once(calls, deadline)
 
     def shutdown(self, timeout: Optional[float] = None) -> None:
@@ -168,6 +175,8 @@ class Bridge:
                 if isinstance(processor, BoundedBatchSpanProcessor):
                     processor.shutdown(left() * 1000)
             self.provider.shutdown()
+            if self.logs is not None:
+                self.logs.shutdown(left())
 
     def stats(self) -> BridgeStats:
         """What each leg delivered and lost so far (see ``bridge.health``)."""
@@ -187,6 +196,11 @@ class Bridge:
 def _flush_processor(processor: SpanProcessor, deadline: float) -> bool:
     with _suppressed():
         return bool(processor.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000)))
+
+
+def _flush_logs(logs: Any, deadline: float) -> bool:
+    with _suppressed():
+        return bool(logs.flush(max(0.0, deadline - time.monotonic())))
 
 
 def _all_at_once(calls: Sequence[Callable[[], bool]], deadline: float) -> bool:
