@@ -41,6 +41,7 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from bridge.receiver.decode import DecodeError, any_value, attributes
 from bridge.sentry.convert import error_events, transaction_name
 from bridge.sentry.frames import parse_stacktrace
+from bridge.sentry.privacy import MAX_VALUE_CHARS
 
 __all__ = ["LogIntake", "LogsAccepted", "decode_logs", "MAX_TRACES", "EXCEPTION_KEYS"]
 
@@ -176,7 +177,7 @@ class LogIntake:
         from bridge.receiver.sink import RETRY_AFTER_SECONDS, Overloaded
 
         accepted = LogsAccepted()
-        found: list[tuple[Any, ReadableSpan, str]] = []
+        found: list[tuple[Any, ReadableSpan, str, Optional[str]]] = []
         others = 0
         fresh_ids = bad_ids
         for resource_logs in request.resource_logs:
@@ -194,19 +195,20 @@ class LogIntake:
                         if destination is None:
                             accepted.reject(f"no Sentry DSN for service.name {service[:100]!r}: dropped")
                             continue
-                        carrier, level, fresh = self._carrier(record, carried, resource)
+                        carrier, level, fresh, message = self._carrier(record, carried, resource)
                         fresh_ids += fresh
                         if carrier is not None:
-                            found.append((destination, carrier, level))
+                            found.append((destination, carrier, level, message))
                         else:
                             self.counts["duplicates_left_out"] += 1
                     except Exception as exc:  # one record never fails the request
                         logger.debug("could not convert a log record", exc_info=True)
                         accepted.reject(f"log record could not be converted: {type(exc).__name__}")
-        if any(destination.saturated() for destination in {id(d): d for d, _, _ in found}.values()):
+        destinations = {id(item[0]): item[0] for item in found}
+        if any(destination.saturated() for destination in destinations.values()):
             raise Overloaded(429, RETRY_AFTER_SECONDS, "the queue to Sentry is full; retry later")
-        for destination, carrier, level in found:
-            self._submit(destination, carrier, level)
+        for destination, carrier, level, message in found:
+            self._submit(destination, carrier, level, message)
         accepted.errors = len(found)
         with self._lock:
             self.counts["errors"] += len(found)
@@ -221,15 +223,19 @@ class LogIntake:
 
     def _carrier(
         self, record: Any, carried: dict[str, Any], resource: Resource
-    ) -> tuple[Optional[ReadableSpan], str, int]:
-        """The record as a one-event span for the converter, its level, and 1 when its ids were replaced."""
+    ) -> tuple[Optional[ReadableSpan], str, int, Optional[str]]:
+        """The record as a one-event span for the converter, its level, 1 when its ids were replaced, and its
+        log message when it has one besides the exception's (``logger.error("checkout failed", exc)``)."""
         exception = {key: value for key, value in carried.items() if key.startswith("exception.")}
         rest = {key: value for key, value in carried.items() if not key.startswith("exception.")}
         as_sent = dict(exception)  # what a span event of the same exception carries (logs/dup)
         body = any_value(record.body) if record.HasField("body") else None
         body_text = body if isinstance(body, str) else None if body is None else json.dumps(body, default=str)
+        message = None
         if "exception.message" not in exception and body_text:
             exception["exception.message"] = body_text
+        elif body_text and body_text != exception.get("exception.message"):
+            message = body_text
         stack = exception.get("exception.stacktrace")
         if isinstance(stack, str) and stack.strip():
             language = resource.attributes.get("telemetry.sdk.language")
@@ -251,7 +257,7 @@ class LogIntake:
         with self._lock:
             key = _key(trace_id, span_id, as_sent)
             if key in self._reported:
-                return None, "", fresh
+                return None, "", fresh, None
             self._remember(self._reported, key, None)
         timestamp = record.time_unix_nano or record.observed_time_unix_nano or None
         carrier = ReadableSpan(
@@ -265,9 +271,9 @@ class LogIntake:
             start_time=timestamp,
             end_time=timestamp,
         )
-        return carrier, _level(record.severity_number), fresh
+        return carrier, _level(record.severity_number), fresh, message
 
-    def _submit(self, destination: Any, carrier: ReadableSpan, level: str) -> None:
+    def _submit(self, destination: Any, carrier: ReadableSpan, level: str, message: Optional[str]) -> None:
         leg = destination.leg
 
         def build() -> Any:  # on the transport's worker: spans of the trace may have come in meanwhile
@@ -279,6 +285,8 @@ class LogIntake:
                 return None
             event = events[0]
             event["level"] = level
+            if message:  # as sentry-sdk's logging integration shows a logged exception's message
+                event["logentry"] = {"formatted": message[:MAX_VALUE_CHARS]}
             dsc = leg.head_dsc(carrier.context.trace_id, True, (named, source) if named else None)
             return leg._finish(event, None, dsc)  # the leg's tail: sample_rate, before_send, envelope
 
