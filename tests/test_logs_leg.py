@@ -209,3 +209,31 @@ def test_reinit_replaces_the_handler_and_shutdown_removes_it(logs_receiver: Otlp
     assert [r.body for r in logs_receiver.records] == ["once"]
     bridge.shutdown(1.0)
     assert not [h for h in logging.getLogger().handlers if isinstance(h, OtlpLogHandler)]
+
+
+def test_check_reports_the_logs_leg_and_sends_a_test_record(
+    logs_receiver: OtlpLogsReceiver, otlp_receiver: OtlpReceiver
+) -> None:
+    import io
+
+    from bridge.check import EXIT_OK, run_check
+
+    environ = {
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": logs_receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "api-key=secret-value",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": otlp_receiver.endpoint,
+    }
+    out = io.StringIO()
+    assert run_check([], out, environ) == EXIT_OK
+    output = out.getvalue()
+    assert "secret-value" not in output and "api-key=****" in output
+    [line] = [line for line in output.splitlines() if "OTLP test log record" in line]
+    assert line.strip().startswith("ok") and "accepted it (HTTP 200)" in line
+    [record] = logs_receiver.records
+    assert record.trace_id == otlp_receiver.wait_for_spans(1)[0].trace_id
+
+    out = io.StringIO()
+    opt_in_only = {"OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN": "logs", "OTEL_TRACES_EXPORTER": "none"}
+    run_check(["--no-send"], out, opt_in_only)
+    assert "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN=logs needs a logs exporter" in out.getvalue()
