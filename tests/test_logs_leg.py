@@ -237,3 +237,26 @@ def test_check_reports_the_logs_leg_and_sends_a_test_record(
     opt_in_only = {"OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN": "logs", "OTEL_TRACES_EXPORTER": "none"}
     run_check(["--no-send"], out, opt_in_only)
     assert "OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN=logs needs a logs exporter" in out.getvalue()
+
+
+def test_zero_code_opentelemetry_instrument_exports_logging_records(
+    tmp_path: Any, logs_receiver: OtlpLogsReceiver
+) -> None:
+    import subprocess
+
+    from tests.zero_code_support import BIN, program_env, require_installed
+
+    require_installed()
+    script = tmp_path / "job.py"
+    script.write_text('import logging\nlogging.getLogger("job").warning("zero-code record %d", 1)\n')
+    env = program_env(
+        OTEL_SERVICE_NAME="zero-code-logs",
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=logs_receiver.endpoint,
+    )
+    command = [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), str(script)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    [record] = logs_receiver.records  # flushed at exit, once
+    assert record.body == "zero-code record 1" and record.resource["service.name"] == "zero-code-logs"
