@@ -231,8 +231,8 @@ class OtlpLogHandler(logging.Handler):
                 attributes=_attributes(record),
                 exception=exception,
             )
-        except Exception:  # never into the host's logging call
-            self.handleError(record)
+        except Exception:  # never into the host's logging call (this logger's records are not exported)
+            logger.debug("otel-sentry-bridge: could not export a logging record", exc_info=True)
         finally:
             self._busy.on = False
 

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Optional
 from opentelemetry import trace as trace_api
 from opentelemetry.trace import Status, StatusCode
 
-from bridge.logs import emit_exception
 from bridge.sentry.context import event_id as new_event_id  # no os.urandom: see there
 
 if TYPE_CHECKING:
@@ -233,7 +232,11 @@ def record_exception(
     bridge = scope.bridge if scope is not None else _active_bridge()
     # OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN (bridge.logs): a log record, a span event, or both. Without the
     # span event, Sentry takes the live exception directly (same frames), still in the span's trace.
-    as_span_event = emit_exception(bridge, span, exc)
+    as_span_event = True
+    if bridge is not None and getattr(bridge, "logs", None) is not None:  # bridge.logs is loaded with its leg
+        from bridge.logs import emit_exception
+
+        as_span_event = emit_exception(bridge, span, exc)
     if span.is_recording() and as_span_event:
         span.record_exception(exc, attributes={"sentry.event_id": event_id}, escaped=not handled)
         if bridge is not None and bridge.sentry is not None:

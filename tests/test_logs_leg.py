@@ -166,7 +166,11 @@ def test_exception_signal_modes_and_one_sentry_error_with_the_same_frames(
         assert "validate_card" in record.attributes["exception.stacktrace"]
     (event,) = sentry_receiver.events()
     assert _frames(event)[-2:] == [("explode", "test_logs_leg"), ("validate_card", "test_logs_leg")]
-    assert event["contexts"]["trace"]["trace_id"] == span.trace_id
+    assert (event["contexts"]["trace"]["trace_id"], event["contexts"]["trace"]["span_id"]) == (
+        span.trace_id,
+        span.span_id,
+    )
+    assert event["transaction"] == "GET /pay"
     assert event["exception"]["values"][-1]["mechanism"]["handled"] is False
     sentry_receiver.assert_all_valid()
 
