@@ -264,3 +264,36 @@ def test_zero_code_opentelemetry_instrument_exports_logging_records(
     assert result.returncode == 0, result.stderr
     [record] = logs_receiver.records  # flushed at exit, once
     assert record.body == "zero-code record 1" and record.resource["service.name"] == "zero-code-logs"
+
+
+def test_an_opentelemetry_logging_handler_already_installed_means_no_second_one(
+    logs_receiver: OtlpLogsReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    import warnings
+
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    from bridge.logs import OtlpLogHandler
+
+    theirs = LoggerProvider(shutdown_on_exit=False)
+    exported = InMemoryLogRecordExporter()
+    theirs.add_log_record_processor(SimpleLogRecordProcessor(exported))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the SDK's handler is deprecated in 1.45
+        handler = LoggingHandler(logger_provider=theirs)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="bridge.logs"):
+            bridge.init(exporters="none", logs_exporters="otlp", logs_endpoint=logs_receiver.endpoint)
+        assert "adds no log handler of its own" in caplog.text
+        assert not [h for h in root.handlers if isinstance(h, OtlpLogHandler)]
+        app_logger.warning("exported by the app's own handler only")
+        assert bridge.flush(5)
+        bodies = [r.log_record.body for r in exported.get_finished_logs()]
+        assert bodies.count("exported by the app's own handler only") == 1
+        assert logs_receiver.records == []
+    finally:
+        root.removeHandler(handler)
+        theirs.shutdown()

@@ -36,7 +36,7 @@ from bridge.receiver.routes import Routes
 from bridge.receiver.sink import SentrySink
 from tests.peers.bugsink import Bugsink
 from tests.peers.sentry import SentryReceiver
-from tests.serve_support import running
+from tests.serve_support import call, running
 
 RESOURCE = {"service.name": "shop", "service.version": "3.1.0", "deployment.environment.name": "staging"}
 
@@ -274,6 +274,8 @@ def test_json_with_bad_hex_ids_and_the_http_contract(sentry_receiver: SentryRece
         health = app.logs.health()
     assert status == 200 and json.loads(body) == {}
     assert event["exception"]["values"][-1]["type"] == "TypeError"
+    assert call(app, b"{}", path="/v1/logs", headers={"Content-Type": "application/json"})[0] == 503  # stopped
+    assert call(app, b"", method="GET", path="/v1/logs")[0] == 405
     assert health["ids_replaced"] == 1
     sentry_receiver.assert_all_valid()
 
