@@ -8,6 +8,7 @@ import base64
 import gzip
 import json
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Optional
@@ -34,6 +35,7 @@ from opentelemetry.trace import SpanKind
 from bridge.receiver.app import ReceiverApp
 from bridge.receiver.routes import Routes
 from bridge.receiver.sink import SentrySink
+from tests.httpserver import Reply
 from tests.peers.bugsink import Bugsink
 from tests.peers.sentry import SentryReceiver
 from tests.serve_support import call, running
@@ -285,9 +287,10 @@ def test_records_of_a_service_without_a_dsn_are_rejected_and_a_full_queue_answer
 ) -> None:
     routes = tmp_path / "routes.txt"
     routes.write_text(f"shop = {sentry_receiver.dsn}\n")
-    sink = SentrySink(Routes.load(str(routes), None), environ={}, root_delay=0.05, queue_size=1)
+    sink = SentrySink(Routes.load(str(routes), None), environ={}, root_delay=0.05, queue_size=60)
     app = ReceiverApp(sink)
     record = _record({"exception.type": "Boom"})
+    sentry_receiver.responder = lambda request: Reply(200, delay=0.02)  # Sentry takes 20 ms per envelope
     try:
         with running(app) as server:
             status, body = _post(server.url, _request([record]).SerializeToString(), "application/x-protobuf")
@@ -295,11 +298,26 @@ def test_records_of_a_service_without_a_dsn_are_rejected_and_a_full_queue_answer
             response.ParseFromString(body)
             assert status == 200 and response.partial_success.rejected_log_records == 1
             assert "no Sentry DSN for service.name 'edge'" in response.partial_success.error_message
-            shop = _request([record] * 50, {"service.name": "shop"}).SerializeToString()
-            statuses = {_post(server.url, shop, "application/x-protobuf")[0] for _ in range(20)}
-            assert 429 in statuses
+            first, second = (  # 50 errors each, with ids: a retried request must not be taken for a duplicate
+                _request(
+                    [_record({"exception.type": "Boom"}, trace_id=bytes([n]) * 16, span_id=bytes([k + 1]) * 8)
+                     for k in range(50)],
+                    {"service.name": "shop"},
+                ).SerializeToString()
+                for n in (1, 2)
+            )  # fmt: skip
+            assert _post(server.url, first, "application/x-protobuf")[0] == 200
+            status, _ = _post(server.url, second, "application/x-protobuf")  # 50 + 50 > 60 while Sentry is slow
+            assert status == 429
+            destination = sink.destination("shop")
+            assert destination is not None
+            assert destination.flush(20)  # type: ignore[attr-defined]  # LegDestination: the queue drains
+            assert _post(server.url, second, "application/x-protobuf")[0] == 200
+            events = sentry_receiver.wait_for_items("event", 100, timeout=30)
     finally:
         sink.shutdown(5)
+    by_trace = Counter(event["contexts"]["trace"]["trace_id"] for event in events)
+    assert by_trace == {"01" * 16: 50, "02" * 16: 50}
 
 
 def test_a_record_error_lands_in_a_real_bugsink_with_its_frames(bugsink: Bugsink) -> None:

@@ -177,8 +177,8 @@ class LogIntake:
         from bridge.receiver.sink import RETRY_AFTER_SECONDS, Overloaded
 
         accepted = LogsAccepted()
-        found: list[tuple[Any, ReadableSpan, str, Optional[str]]] = []
-        others = 0
+        found: list[tuple[Any, ReadableSpan, str, Optional[str], tuple[Any, ...]]] = []
+        others = duplicates = 0
         fresh_ids = bad_ids
         for resource_logs in request.resource_logs:
             resource = Resource(attributes(resource_logs.resource.attributes), resource_logs.schema_url or None)
@@ -195,25 +195,33 @@ class LogIntake:
                         if destination is None:
                             accepted.reject(f"no Sentry DSN for service.name {service[:100]!r}: dropped")
                             continue
-                        carrier, level, fresh, message = self._carrier(record, carried, resource)
+                        carrier, level, fresh, message, key = self._carrier(record, carried, resource)
                         fresh_ids += fresh
-                        if carrier is not None:
-                            found.append((destination, carrier, level, message))
-                        else:
-                            self.counts["duplicates_left_out"] += 1
+                        found.append((destination, carrier, level, message, key))
                     except Exception as exc:  # one record never fails the request
                         logger.debug("could not convert a log record", exc_info=True)
                         accepted.reject(f"log record could not be converted: {type(exc).__name__}")
+        wanted: Counter[int] = Counter(id(item[0]) for item in found)
         destinations = {id(item[0]): item[0] for item in found}
-        if any(destination.saturated() for destination in destinations.values()):
+        if any(_no_room(destination, wanted[key]) for key, destination in destinations.items()):
             raise Overloaded(429, RETRY_AFTER_SECONDS, "the queue to Sentry is full; retry later")
-        for destination, carrier, level, message in found:
-            self._submit(destination, carrier, level, message)
-        accepted.errors = len(found)
+        sent = 0
+        for destination, carrier, level, message, key in found:
+            with self._lock:  # only now: a request refused above is retried whole, nothing of it reported
+                duplicate = key in self._reported
+                if not duplicate:
+                    self._remember(self._reported, key, None)
+            if duplicate:
+                duplicates += 1
+            else:
+                self._submit(destination, carrier, level, message)
+                sent += 1
+        accepted.errors = sent
         with self._lock:
-            self.counts["errors"] += len(found)
+            self.counts["errors"] += sent
             self.counts["records_without_exception_dropped"] += others
             self.counts["ids_replaced"] += fresh_ids
+            self.counts["duplicates_left_out"] += duplicates
             self.counts["rejected"] += accepted.rejected
         return accepted
 
@@ -223,9 +231,10 @@ class LogIntake:
 
     def _carrier(
         self, record: Any, carried: dict[str, Any], resource: Resource
-    ) -> tuple[Optional[ReadableSpan], str, int, Optional[str]]:
-        """The record as a one-event span for the converter, its level, 1 when its ids were replaced, and its
-        log message when it has one besides the exception's (``logger.error("checkout failed", exc)``)."""
+    ) -> tuple[ReadableSpan, str, int, Optional[str], tuple[Any, ...]]:
+        """The record as a one-event span for the converter, its level, 1 when its ids were replaced, its log
+        message when it has one besides the exception's (``logger.error("checkout failed", exc)``), and the key
+        that recognises the same exception as a span event."""
         exception = {key: value for key, value in carried.items() if key.startswith("exception.")}
         rest = {key: value for key, value in carried.items() if not key.startswith("exception.")}
         as_sent = dict(exception)  # what a span event of the same exception carries (logs/dup)
@@ -254,11 +263,7 @@ class LogIntake:
         else:
             trace_id, span_id = _new_id(128), _new_id(64)
             fresh = int(bool(trace_raw))  # present but unusable: counted (absent ids are not a fault)
-        with self._lock:
-            key = _key(trace_id, span_id, as_sent)
-            if key in self._reported:
-                return None, "", fresh, None
-            self._remember(self._reported, key, None)
+        key = _key(trace_id, span_id, as_sent)
         timestamp = record.time_unix_nano or record.observed_time_unix_nano or None
         carrier = ReadableSpan(
             name="",
@@ -271,7 +276,7 @@ class LogIntake:
             start_time=timestamp,
             end_time=timestamp,
         )
-        return carrier, _level(record.severity_number), fresh, message
+        return carrier, _level(record.severity_number), fresh, message, key
 
     def _submit(self, destination: Any, carrier: ReadableSpan, level: str, message: Optional[str]) -> None:
         leg = destination.leg
@@ -295,6 +300,18 @@ class LogIntake:
     def health(self) -> dict[str, int]:
         with self._lock:
             return dict(self.counts)
+
+
+def _no_room(destination: Any, count: int) -> bool:
+    """Whether ``count`` more errors would overflow the leg's queue (then the sender retries the request).
+
+    An empty queue takes any request: one larger than the queue would otherwise be refused forever (the
+    transport counts what does not fit)."""
+    if destination.saturated():
+        return True
+    transport = getattr(destination, "transport", None)
+    pending, size = getattr(transport, "pending", 0), getattr(transport, "queue_size", None)
+    return bool(size is not None and pending and pending + count > size)
 
 
 def _is_exception(record: Any, carried: Mapping[str, Any]) -> bool:
