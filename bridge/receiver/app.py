@@ -118,11 +118,12 @@ class ReceiverApp:
             decoded: Decoded = decode_protobuf(data) if content_type == PROTOBUF else decode_json(data)
         except DecodeError as exc:
             raise _Refused(400, str(exc)[:1000]) from None
-        self.logs.note_spans(decoded.spans)  # exceptions already reported as log records; transaction names
+        exceptions = self.logs.note_spans(decoded.spans)  # reported as log records already; transaction names
         try:
             accepted = self.sink.accept(decoded.spans)
         except Overloaded as exc:
             raise _Refused(exc.status, exc.message, [("Retry-After", str(exc.retry_after))]) from None
+        self.logs.reported(exceptions)
         for problem, count in accepted.problems.items():
             decoded.reject(problem, count)
         return _export_response(decoded, content_type)

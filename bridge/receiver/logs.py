@@ -140,8 +140,13 @@ class LogIntake:
         self._lock = threading.Lock()
 
     # -- the traces side: names of buffered transactions, exceptions already reported -------------------
-    def note_spans(self, spans: Sequence[ReadableSpan]) -> None:
-        """Remember local roots' transaction names; leave out span events already reported as records."""
+    def note_spans(self, spans: Sequence[ReadableSpan]) -> list[tuple[Any, ...]]:
+        """Remember local roots' transaction names; leave out span events already reported as records.
+
+        Returns the keys of the exception events kept: pass them to :meth:`reported` once the spans were
+        taken (a request refused with 429 is retried, and must not find its own exceptions reported).
+        """
+        kept_keys: list[tuple[Any, ...]] = []
         with self._lock:
             for span in spans:
                 context = span.context
@@ -160,10 +165,17 @@ class LogIntake:
                         if key in self._reported:
                             self.counts["duplicates_left_out"] += 1
                             continue
-                        self._remember(self._reported, key, None)
+                        kept_keys.append(key)
                     kept.append(event)
                 if len(kept) != len(events):
                     span._events = tuple(kept)  # type: ignore[attr-defined]  # the SDK's ReadableSpan keeps them there
+        return kept_keys
+
+    def reported(self, keys: Sequence[tuple[Any, ...]]) -> None:
+        """These exceptions (span events taken by the sink) are on their way to Sentry."""
+        with self._lock:
+            for key in keys:
+                self._remember(self._reported, key, None)
 
     def _remember(self, book: OrderedDict[Any, Any], key: Any, value: Any) -> None:
         book[key] = value
