@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -297,3 +298,22 @@ def test_an_opentelemetry_logging_handler_already_installed_means_no_second_one(
     finally:
         root.removeHandler(handler)
         theirs.shutdown()
+
+
+def test_the_console_exporter_prints_each_record(tmp_path: Any) -> None:
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import logging, bridge\n"
+        "bridge.init(exporters='none', logs_exporters='console')\n"
+        "logging.getLogger('job').error('printed %s', 'once')\n"
+        "bridge.shutdown()\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout[result.stdout.index("{") :])
+    assert printed["body"] == "printed once" and printed["severity_text"] == "ERROR"
