@@ -29,7 +29,7 @@ from opentelemetry.util.types import Attributes
 from bridge.batch import BoundedBatchSpanProcessor
 from bridge.config import Options
 from bridge.errors import ConfigError
-from bridge.health import BridgeStats, OtlpStats
+from bridge.health import BridgeStats, LogsStats, OtlpStats
 from bridge.otlp import CountingSpanExporter, build_otlp_exporter
 from bridge.sampling import build_sampler
 from bridge.version import __version__
@@ -190,7 +190,10 @@ class Bridge:
                 queued=self.otlp_processor.queued_spans,
             )
         sentry = self.sentry.transport.stats() if self.sentry is not None else None
-        return BridgeStats(otlp=otlp, sentry=sentry)
+        logs = None
+        if self.logs is not None and self.logs.exporter is not None:
+            logs = LogsStats(exported=self.logs.exporter.exported_records, failed=self.logs.exporter.lost_records)
+        return BridgeStats(otlp=otlp, sentry=sentry, logs=logs)
 
 
 def _flush_processor(processor: SpanProcessor, deadline: float) -> bool:

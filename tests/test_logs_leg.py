@@ -112,6 +112,8 @@ def test_endpoint_headers_and_gzip_from_the_environment(logs_receiver: OtlpLogsR
     assert {r.request_encoding for r in logs_receiver.records} == {"gzip"}
     assert all(request.headers.get("x-tenant") == "blue" for request in logs_receiver.requests)
     assert len(logs_receiver.requests) >= 3  # batches of at most 2
+    stats = bridge.stats().logs
+    assert stats is not None and (stats.exported, stats.failed) == (5, 0)
 
 
 def test_the_signal_endpoint_is_used_as_is_and_bad_settings_name_themselves() -> None:
@@ -317,3 +319,18 @@ def test_the_console_exporter_prints_each_record(tmp_path: Any) -> None:
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout[result.stdout.index("{") :])
     assert printed["body"] == "printed once" and printed["severity_text"] == "ERROR"
+
+
+def test_a_refused_export_is_counted_and_never_reaches_the_app() -> None:
+    from tests.httpserver import unused_port
+
+    bridge.init(
+        exporters="none",
+        logs_exporters="otlp",
+        logs_endpoint=f"http://127.0.0.1:{unused_port()}/v1/logs",
+        logs_timeout=1,
+    )
+    app_logger.warning("nobody listens")  # returns at once; the export fails on the worker
+    bridge.flush(5)
+    stats = bridge.stats().logs
+    assert stats is not None and (stats.exported, stats.failed) == (0, 1)
