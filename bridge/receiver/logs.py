@@ -25,7 +25,7 @@ import random
 import re
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -343,10 +343,3 @@ def _level(severity_number: int) -> str:
 
 def _new_id(bits: int) -> int:
     return random.getrandbits(bits) or 1
-
-
-def records(request: ExportLogsServiceRequest) -> Iterable[Any]:
-    """Every log record of ``request`` (for tests and tools)."""
-    for resource_logs in request.resource_logs:
-        for scope_logs in resource_logs.scope_logs:
-            yield from scope_logs.log_records
