@@ -18,3 +18,9 @@ _apt_install() {  # _apt_install PACKAGE...: install with apt-get when running a
 if ! command -v redis-server >/dev/null 2>&1; then
   _apt_install redis-server
 fi
+
+# A JDK (java + javac) for the OpenTelemetry Java agent test of serve's /v1/logs
+# (tests/test_serve_logs_runtimes.py compiles a small service and runs it under the agent from Maven Central).
+if ! command -v javac >/dev/null 2>&1; then
+  _apt_install default-jdk-headless
+fi
