@@ -3,26 +3,25 @@
 The middleware opens a :class:`RequestScope` for each request and makes it current (a ContextVar, so
 concurrent requests in threads never see each other's values). Tags and user go onto the request's
 server span as attributes (``sentry.tag.<key>``, ``enduser.id``, ``user.email``, ``user.name``) so both
-backends see them; handled errors become ``exception`` events on the current span. When the trace is not
-sampled the span records nothing, and errors and messages go straight to the Sentry leg instead, still
-carrying the trace id.
+backends see them; handled errors become ``exception`` events on the current span (for OTLP) and leave for
+Sentry at once (``bridge.sentry.capture``), sampled or not, carrying the trace and the request's name.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from contextvars import ContextVar
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
 from opentelemetry import trace as trace_api
 from opentelemetry.trace import Status, StatusCode
 
+from bridge import setup
+from bridge.sentry.capture import Moment
 from bridge.sentry.context import event_id as new_event_id  # no os.urandom: see there
+from bridge.sentry.errors import exception_event, message_event
 
 if TYPE_CHECKING:
     from bridge.setup import Bridge
@@ -108,72 +107,6 @@ class RequestScope:
 
 _current: ContextVar[Optional[RequestScope]] = ContextVar("otel_sentry_bridge_request", default=None)
 
-# Live exception objects recorded on spans, for the Sentry leg (exact frames, before_send's exc_info).
-# The SDK hands span processors a snapshot of the span, so they travel here, keyed by span id, until the
-# leg takes them when the span ends. Bounded: spans that never end cannot pile exceptions up.
-_LIVE_LIMIT = 1000
-LiveException = tuple[BaseException, Optional[TracebackType]]  # the traceback as it was when recorded
-_live: OrderedDict[int, dict[str, LiveException]] = OrderedDict()
-_live_lock = threading.Lock()
-
-
-def _keep_live(span_id: int, event_id: str, exc: BaseException) -> None:
-    """Keep ``exc`` and its traceback as it is now (it grows as the exception propagates further)."""
-    with _live_lock:
-        kept = _live.get(span_id)
-        if kept is None:
-            kept = _live[span_id] = {}
-            if len(_live) > _LIVE_LIMIT:
-                _live.popitem(last=False)
-        kept[event_id] = (exc, exc.__traceback__)
-
-
-# The request headers of spans that recorded an error or a message, for the Sentry event's ``request``
-# (sentry-sdk shows them; OTLP gets only the headers its capture lists name). Read from the environ at
-# the error, never on the request's hot path; same bound as the live exceptions.
-_headers: OrderedDict[int, dict[str, str]] = OrderedDict()
-
-
-def request_headers(environ: Mapping[str, Any]) -> dict[str, str]:
-    """The request's headers from a WSGI environ, named as sent (``User-Agent``)."""
-    headers: dict[str, str] = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            name = key[5:]
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
-            name = key
-        else:
-            continue
-        headers[name.replace("_", "-").title()] = str(value)
-    return headers
-
-
-def _keep_headers(span_id: int, scope: Optional[RequestScope]) -> None:
-    if scope is None or scope.environ is None:
-        return
-    with _live_lock:
-        if span_id in _headers:
-            return
-        _headers[span_id] = request_headers(scope.environ)
-        if len(_headers) > _LIVE_LIMIT:
-            _headers.popitem(last=False)
-
-
-def take_request_headers(span_id: int) -> Optional[dict[str, str]]:
-    """The request headers kept for span ``span_id`` when it recorded an error, removed from the registry."""
-    if not _headers:
-        return None
-    with _live_lock:
-        return _headers.pop(span_id, None)
-
-
-def take_live_exceptions(span_id: int) -> dict[str, LiveException]:
-    """The live exceptions recorded on span ``span_id`` (by Sentry event id), removed from the registry."""
-    if not _live:
-        return {}
-    with _live_lock:
-        return _live.pop(span_id, None) or {}
-
 
 def current_scope() -> Optional[RequestScope]:
     return _current.get()
@@ -224,26 +157,35 @@ def fail_request(exc: BaseException) -> None:
         logger.warning("otel-sentry-bridge: fail_request failed", exc_info=True)
 
 
+def _sentry_leg(scope: Optional[RequestScope]) -> Any:
+    bridge = scope.bridge if scope is not None else setup.active()
+    return bridge.sentry if bridge is not None else None
+
+
+def _moment(scope: Optional[RequestScope], span: trace_api.Span) -> Moment:
+    if scope is not None:
+        return Moment(span, scope.span, scope.attributes)
+    return Moment(span, None, None)
+
+
 def record_exception(
     scope: Optional[RequestScope], span: trace_api.Span, exc: BaseException, *, handled: bool
 ) -> Optional[str]:
-    """Record ``exc`` on ``span`` (or send it directly when unsampled); returns the Sentry event id."""
+    """Record ``exc`` on ``span`` (for OTLP) and send it to Sentry now; returns the Sentry event id."""
     event_id = new_event_id()
-    bridge = scope.bridge if scope is not None else _active_bridge()
     if span.is_recording():
         span.record_exception(exc, attributes={"sentry.event_id": event_id}, escaped=not handled)
-        if bridge is not None and bridge.sentry is not None:
-            span_id = span.get_span_context().span_id
-            _keep_live(span_id, event_id, exc)
-            _keep_headers(span_id, scope)
-        return event_id
-    if bridge is None or bridge.sentry is None:
-        return None
-    return str(
-        bridge.sentry.capture_unsampled_exception(
-            exc, exc.__traceback__, span.get_span_context(), scope, handled, event_id
-        )
-    )
+    leg = _sentry_leg(scope)
+    if leg is None:
+        return event_id if span.is_recording() else None
+
+    traceback = exc.__traceback__  # as it is now: it grows as the exception propagates further
+
+    def build(common: dict[str, Any]) -> dict[str, Any]:
+        return exception_event(exc, handled=handled, traceback=traceback, **common)
+
+    environ = scope.environ if scope is not None else None
+    return str(leg.capturer.capture(build, _moment(scope, span), event_id=event_id, exc=exc, environ=environ))
 
 
 def capture_exception(exc: Optional[BaseException] = None) -> Optional[str]:
@@ -277,19 +219,16 @@ def capture_message(text: str, level: str = "info") -> Optional[str]:
                 "sentry.message",
                 {"sentry.message.text": str(text), "sentry.message.level": level, "sentry.event_id": event_id},
             )
-            if scope is not None and scope.bridge.sentry is not None:
-                _keep_headers(span.get_span_context().span_id, scope)
-            return event_id
-        bridge = scope.bridge if scope is not None else _active_bridge()
-        if bridge is None or bridge.sentry is None:
-            return None
-        return str(bridge.sentry.capture_unsampled_message(str(text), level, span.get_span_context(), scope, event_id))
+        leg = _sentry_leg(scope)
+        if leg is None:
+            return event_id if span.is_recording() else None
+        message = str(text)
+
+        def build(common: dict[str, Any]) -> dict[str, Any]:
+            return message_event(message, level, **common)
+
+        environ = scope.environ if scope is not None else None
+        return str(leg.capturer.capture(build, _moment(scope, span), event_id=event_id, environ=environ))
     except Exception:
         logger.warning("otel-sentry-bridge: capture_message failed", exc_info=True)
         return None
-
-
-def _active_bridge() -> Optional[Bridge]:
-    from bridge import setup
-
-    return setup.active()
