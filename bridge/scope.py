@@ -1,16 +1,16 @@
-"""The per-request scope: tags, user, handled errors and messages for the request being served.
+"""The per-request scope, and the scope API's top-level setters (sentry-sdk's names).
 
 The middleware opens a :class:`RequestScope` for each request and makes it current (a ContextVar, so
-concurrent requests in threads never see each other's values). Tags and user go onto the request's
-server span as attributes (``sentry.tag.<key>``, ``enduser.id``, ``user.email``, ``user.name``) so both
-backends see them; handled errors become ``exception`` events on the current span (for OTLP) and leave for
-Sentry at once (``bridge.sentry.capture``), sampled or not, carrying the trace and the request's name.
+concurrent requests in threads never see each other's values); it holds the request's span and its
+isolation scope (``bridge.scopes``). The top-level setters write to the isolation scope here: the request's
+inside a request, else the process's. Tags and user also go onto the request's server span as attributes
+(``sentry.tag.<key>``, ``enduser.id``, ``user.email``, ``user.name``) so both backends see them; contexts,
+extras, level, fingerprint and breadcrumbs are Sentry's only. Errors and messages: ``bridge.capturing``.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Optional
@@ -18,10 +18,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from opentelemetry import trace as trace_api
 from opentelemetry.trace import Status, StatusCode
 
-from bridge import setup
-from bridge.sentry.capture import Moment
-from bridge.sentry.context import event_id as new_event_id  # no os.urandom: see there
-from bridge.sentry.errors import exception_event, message_event
+from bridge import scopes
+from bridge.capturing import capture_exception, capture_message, last_event_id, record_exception
 
 if TYPE_CHECKING:
     from bridge.setup import Bridge
@@ -30,25 +28,30 @@ __all__ = [
     "RequestScope",
     "current_scope",
     "set_tag",
+    "set_tags",
     "set_user",
+    "set_context",
+    "set_extra",
+    "set_level",
+    "add_breadcrumb",
     "set_route",
     "fail_request",
     "capture_exception",
     "capture_message",
+    "last_event_id",
 ]
 
 logger = logging.getLogger(__name__)
 
 TAG_PREFIX = "sentry.tag."
 MAX_TAG_LENGTH = 200
-_LEVELS = ("debug", "info", "warning", "error", "fatal")
 _USER_ATTRIBUTES = {"id": "enduser.id", "email": "user.email", "username": "user.name"}
 
 
 class RequestScope:
     """What the bridge knows of one request; made current by the middleware."""
 
-    __slots__ = ("bridge", "span", "attributes", "tags", "user", "failures", "environ")
+    __slots__ = ("bridge", "span", "attributes", "tags", "user", "failures", "environ", "isolation")
 
     def __init__(
         self,
@@ -64,6 +67,7 @@ class RequestScope:
         self.tags: dict[str, str] = {}
         self.user: dict[str, str] = {}
         self.failures: list[BaseException] = []  # exceptions already recorded as this request's failure
+        self.isolation = scopes.process_scope().fork()  # the request's own Sentry scope (bridge.scopes)
 
     def set_attribute(self, key: str, value: Any) -> None:
         self.attributes[key] = value
@@ -105,7 +109,7 @@ class RequestScope:
             self.span.set_status(Status(StatusCode.ERROR, f"{name}: {exc}"))
 
 
-_current: ContextVar[Optional[RequestScope]] = ContextVar("otel_sentry_bridge_request", default=None)
+_current: ContextVar[Optional[RequestScope]] = scopes.request_var
 
 
 def current_scope() -> Optional[RequestScope]:
@@ -113,28 +117,64 @@ def current_scope() -> Optional[RequestScope]:
 
 
 def set_tag(key: str, value: object) -> None:
-    """Tag the current request (a Sentry tag and a span attribute ``sentry.tag.<key>``)."""
-    scope = _current.get()
-    if scope is None:
-        logger.debug("set_tag(%r) outside a request is ignored", key)
-        return
-    text = str(value)[:MAX_TAG_LENGTH]
-    name = str(key)[:MAX_TAG_LENGTH]
-    scope.tags[name] = text
-    scope.set_attribute(TAG_PREFIX + name, text)
+    """Tag what follows (a Sentry tag; inside a request also a span attribute ``sentry.tag.<key>``)."""
+    try:
+        name, text = str(key)[:MAX_TAG_LENGTH], str(value)[:MAX_TAG_LENGTH]
+        scopes.get_isolation_scope().set_tag(name, text)
+        scope = _current.get()
+        if scope is not None:
+            scope.tags[name] = text
+            scope.set_attribute(TAG_PREFIX + name, text)
+    except Exception:
+        logger.warning("otel-sentry-bridge: set_tag failed", exc_info=True)
+
+
+def set_tags(tags: Mapping[str, object]) -> None:
+    """``set_tag`` for each item."""
+    try:
+        for key, value in dict(tags).items():
+            set_tag(key, value)
+    except Exception:
+        logger.warning("otel-sentry-bridge: set_tags failed", exc_info=True)
 
 
 def set_user(user: Optional[Mapping[str, Any]]) -> None:
-    """Set the user of the current request: keys ``id``, ``email``, ``username`` (others are ignored)."""
-    scope = _current.get()
-    if scope is None:
-        logger.debug("set_user() outside a request is ignored")
-        return
-    for key, attribute in _USER_ATTRIBUTES.items():
-        value = (user or {}).get(key)
-        if value is not None:
-            scope.user[key] = str(value)
-            scope.set_attribute(attribute, str(value))
+    """The user of what follows (Sentry's ``user``; ``None`` clears it). Inside a request ``id``, ``email``
+    and ``username`` also go onto the span (``enduser.id``, ``user.email``, ``user.name``)."""
+    try:
+        scopes.get_isolation_scope().set_user(user)
+        scope = _current.get()
+        if scope is None:
+            return
+        for key, attribute in _USER_ATTRIBUTES.items():
+            value = (user or {}).get(key)
+            if value is not None:
+                scope.user[key] = str(value)
+                scope.set_attribute(attribute, str(value))
+    except Exception:
+        logger.warning("otel-sentry-bridge: set_user failed", exc_info=True)
+
+
+def set_context(key: str, value: Optional[Mapping[str, Any]]) -> None:
+    """A Sentry context (``contexts[key]``) for what follows; Sentry only (OTLP has no such thing)."""
+    scopes.get_isolation_scope().set_context(key, value)
+
+
+def set_extra(key: str, value: Any) -> None:
+    """A Sentry extra (``extra[key]``) for what follows; Sentry only."""
+    scopes.get_isolation_scope().set_extra(key, value)
+
+
+def set_level(level: Optional[str]) -> None:
+    """The level of every event that follows (sentry-sdk: the scope's level wins over the event's)."""
+    scopes.get_isolation_scope().set_level(level)
+
+
+def add_breadcrumb(
+    crumb: Optional[Mapping[str, Any]] = None, hint: Optional[Mapping[str, Any]] = None, **kwargs: Any
+) -> None:
+    """A breadcrumb on the isolation scope (``before_breadcrumb`` and ``max_breadcrumbs`` apply)."""
+    scopes.get_isolation_scope().add_breadcrumb(crumb, hint, **kwargs)
 
 
 def set_route(route: str) -> None:
@@ -155,80 +195,3 @@ def fail_request(exc: BaseException) -> None:
             scope.fail(exc)
     except Exception:
         logger.warning("otel-sentry-bridge: fail_request failed", exc_info=True)
-
-
-def _sentry_leg(scope: Optional[RequestScope]) -> Any:
-    bridge = scope.bridge if scope is not None else setup.active()
-    return bridge.sentry if bridge is not None else None
-
-
-def _moment(scope: Optional[RequestScope], span: trace_api.Span) -> Moment:
-    if scope is not None:
-        return Moment(span, scope.span, scope.attributes)
-    return Moment(span, None, None)
-
-
-def record_exception(
-    scope: Optional[RequestScope], span: trace_api.Span, exc: BaseException, *, handled: bool
-) -> Optional[str]:
-    """Record ``exc`` on ``span`` (for OTLP) and send it to Sentry now; returns the Sentry event id."""
-    event_id = new_event_id()
-    if span.is_recording():
-        span.record_exception(exc, attributes={"sentry.event_id": event_id}, escaped=not handled)
-    leg = _sentry_leg(scope)
-    if leg is None:
-        return event_id if span.is_recording() else None
-
-    traceback = exc.__traceback__  # as it is now: it grows as the exception propagates further
-
-    def build(common: dict[str, Any]) -> dict[str, Any]:
-        return exception_event(exc, handled=handled, traceback=traceback, **common)
-
-    environ = scope.environ if scope is not None else None
-    return str(leg.capturer.capture(build, _moment(scope, span), event_id=event_id, exc=exc, environ=environ))
-
-
-def capture_exception(exc: Optional[BaseException] = None) -> Optional[str]:
-    """Report a handled exception (default: the one being handled) on the current span; returns its event id."""
-    try:
-        if exc is None:
-            exc = sys.exc_info()[1]
-            if exc is None:
-                return None
-        scope = _current.get()
-        span = trace_api.get_current_span()
-        if not span.get_span_context().is_valid and scope is not None:
-            span = scope.span
-        return record_exception(scope, span, exc, handled=True)
-    except Exception:
-        logger.warning("otel-sentry-bridge: capture_exception failed", exc_info=True)
-        return None
-
-
-def capture_message(text: str, level: str = "info") -> Optional[str]:
-    """Send a message event for the current request (a ``sentry.message`` span event); returns its event id."""
-    try:
-        level = level if level in _LEVELS else "info"
-        event_id = new_event_id()
-        scope = _current.get()
-        span = trace_api.get_current_span()
-        if not span.get_span_context().is_valid and scope is not None:
-            span = scope.span
-        if span.is_recording():
-            span.add_event(
-                "sentry.message",
-                {"sentry.message.text": str(text), "sentry.message.level": level, "sentry.event_id": event_id},
-            )
-        leg = _sentry_leg(scope)
-        if leg is None:
-            return event_id if span.is_recording() else None
-        message = str(text)
-
-        def build(common: dict[str, Any]) -> dict[str, Any]:
-            return message_event(message, level, **common)
-
-        environ = scope.environ if scope is not None else None
-        return str(leg.capturer.capture(build, _moment(scope, span), event_id=event_id, environ=environ))
-    except Exception:
-        logger.warning("otel-sentry-bridge: capture_message failed", exc_info=True)
-        return None
