@@ -67,18 +67,20 @@ def capture_event(
     span: Optional[trace_api.Span] = None,
     record_on_span: bool = False,
     event_id: Optional[str] = None,
+    request: Any = None,
 ) -> Optional[str]:
     """Send one error (``exc``) or message event now; returns its id, or None when nothing is sent.
 
     ``mechanism``: ``logging``, ``excepthook``, ``threading``, ``celery``... (default ``generic`` when
     handled). ``fields``: top-level event fields set as given (``logger``, ``logentry``, ``extra``).
     ``record_on_span``: also an ``exception`` / ``sentry.message`` event on the current span (for OTLP).
+    ``request``: the ``RequestScope`` when it is no longer current (the middleware, after the app returned).
     Never raises.
     """
     try:
         if exc is not None and dedupe.seen(exc):
             return None
-        request = _request()
+        request = request if request is not None else _request()
         span = span if span is not None else _span(request)
         event_id = event_id or new_event_id()
         text = "" if message is None else str(message)
@@ -94,7 +96,7 @@ def capture_event(
         leg = _leg(request)
         if leg is None:
             return event_id if record_on_span and span.is_recording() else None
-        data = scopes.ScopeData(scopes.layers(), scope_kwargs)
+        data = scopes.ScopeData(scopes.layers(request), scope_kwargs)
         extra_fields = dict(fields or {})
         traceback = exc.__traceback__ if exc is not None else None  # as now: it grows as exc propagates
         include_locals = bool(getattr(leg.options, "include_local_variables", False))
@@ -118,7 +120,7 @@ def capture_event(
         environ = request.environ if request is not None else None
         sent = str(leg.capturer.capture(build, _moment(request, span), event_id=event_id, exc=exc, environ=environ,
                                         finish=data.apply))
-        scopes.get_isolation_scope().last_event_id = sent
+        (scopes.layers(request)[0]).last_event_id = sent
         return sent
     except Exception:
         logger.warning("otel-sentry-bridge: could not capture an event", exc_info=True)
@@ -132,7 +134,7 @@ def record_exception(request: Any, span: trace_api.Span, exc: BaseException, *, 
         if span.is_recording():
             span.record_exception(exc, attributes={"sentry.event_id": previous}, escaped=not handled)
         return previous
-    return capture_event(exc=exc, handled=handled, span=span, record_on_span=True)
+    return capture_event(exc=exc, handled=handled, span=span, record_on_span=True, request=request)
 
 
 def _exception_from(error: Any) -> Optional[BaseException]:

@@ -251,8 +251,11 @@ def get_current_scope() -> Optional[Scope]:
     return None
 
 
-def layers() -> list[Scope]:
-    """The scopes an event takes data from, outermost first."""
+def layers(request: Any = None) -> list[Scope]:
+    """The scopes an event takes data from, outermost first; ``request``: a request no longer current
+    (the middleware records an escaped exception after the app's context is gone)."""
+    if request is not None and request_var.get() is not request:
+        return [request.isolation]
     isolation = get_isolation_scope()
     current = get_current_scope()
     return [isolation] if current is None else [isolation, current]
@@ -294,3 +297,9 @@ def enter(isolation: Scope, current: Optional[Scope]) -> None:
     _isolation.set((isolation, request_var.get()))
     if current is not None:
         _current.set((current, isolation))
+
+
+def reset_process_scope() -> None:
+    """``shutdown()``: a later ``init()`` starts from an empty process scope."""
+    global _process
+    _process = Scope()

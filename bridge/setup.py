@@ -343,9 +343,10 @@ def shutdown(timeout: Optional[float] = None) -> None:
         bridge, _active = _active, None
     if bridge is not None:
         bridge.shutdown(timeout)
-        from bridge import integrations
+        from bridge import integrations, scopes
 
         integrations.uninstall()
+        scopes.reset_process_scope()
 
 
 def _at_exit() -> None:
