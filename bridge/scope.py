@@ -51,7 +51,7 @@ _USER_ATTRIBUTES = {"id": "enduser.id", "email": "user.email", "username": "user
 class RequestScope:
     """What the bridge knows of one request; made current by the middleware."""
 
-    __slots__ = ("bridge", "span", "attributes", "tags", "user", "failures", "environ", "isolation")
+    __slots__ = ("bridge", "span", "attributes", "tags", "user", "failures", "environ", "_isolation")
 
     def __init__(
         self,
@@ -67,7 +67,15 @@ class RequestScope:
         self.tags: dict[str, str] = {}
         self.user: dict[str, str] = {}
         self.failures: list[BaseException] = []  # exceptions already recorded as this request's failure
-        self.isolation = scopes.process_scope().fork()  # the request's own Sentry scope (bridge.scopes)
+        self._isolation: Optional[scopes.Scope] = None
+
+    @property
+    def isolation(self) -> scopes.Scope:
+        """The request's own Sentry scope (``bridge.scopes``): a fork of the process scope, made on first use
+        (most requests never touch it, and the fork costs a few microseconds)."""
+        if self._isolation is None:
+            self._isolation = scopes.process_scope().fork()
+        return self._isolation
 
     def set_attribute(self, key: str, value: Any) -> None:
         self.attributes[key] = value

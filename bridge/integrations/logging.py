@@ -41,18 +41,28 @@ _COMMON_RECORD_ATTRS = frozenset(
 _inside = threading.local()
 
 
+_verdicts: dict[str, bool] = {}  # logger name -> ignored (loggers are few; fnmatch per record is not free)
+
+
 def ignore_logger(name: str) -> None:
     """Records of logger ``name`` (an fnmatch pattern) never become events or breadcrumbs."""
     _ignored.add(name)
+    _verdicts.clear()
 
 
 def unignore_logger(name: str) -> None:
     _ignored.discard(name)
+    _verdicts.clear()
 
 
 def _ignored_name(name: str) -> bool:
-    name = name.strip()
-    return any(fnmatch(name, pattern) for pattern in (*_OWN_LOGGERS, *_ignored))
+    verdict = _verdicts.get(name)
+    if verdict is None:
+        stripped = name.strip()
+        verdict = any(fnmatch(stripped, pattern) for pattern in (*_OWN_LOGGERS, *_ignored))
+        if len(_verdicts) < 10_000:
+            _verdicts[name] = verdict
+    return verdict
 
 
 def event_level(record: logging.LogRecord) -> str:
@@ -132,9 +142,11 @@ class LoggingIntegration(integrations.Integration):
     ) -> None:
         self.breadcrumbs = BreadcrumbHandler(level=level) if level is not None else None
         self.events = EventHandler(level=event_level) if event_level is not None else None
+        levels = [handler.level for handler in (self.breadcrumbs, self.events) if handler is not None]
+        self.threshold = min(levels) if levels else logging.CRITICAL + 1000
 
     def handle(self, record: logging.LogRecord) -> None:
-        if getattr(_inside, "active", False) or _ignored_name(record.name):
+        if record.levelno < self.threshold or getattr(_inside, "active", False) or _ignored_name(record.name):
             return
         _inside.active = True
         try:
