@@ -72,9 +72,11 @@ class RequestScope:
     @property
     def isolation(self) -> scopes.Scope:
         """The request's own Sentry scope (``bridge.scopes``): a fork of the process scope, made on first use
-        (most requests never touch it, and the fork costs a few microseconds)."""
+        (most requests never touch it, and the fork costs a few microseconds). Its breadcrumbs start empty,
+        as sentry-sdk's request middlewares clear them: a request's crumbs are its own."""
         if self._isolation is None:
             self._isolation = scopes.process_scope().fork()
+            self._isolation.clear_breadcrumbs()
         return self._isolation
 
     def set_attribute(self, key: str, value: Any) -> None:

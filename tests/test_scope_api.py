@@ -164,3 +164,26 @@ def test_options_are_listed_by_check() -> None:
         assert name in lines
     with pytest.raises(bridge.ConfigError, match="before_breadcrumb"):
         Options.resolve({"before_breadcrumb": "not callable"})
+
+
+def test_child_spans_of_http_calls_and_queries_leave_breadcrumbs(sentry: SentryReceiver) -> None:
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+
+    tracer = trace.get_tracer("tests.crumbs")
+    with tracer.start_as_current_span("job"):
+        attributes = {"http.request.method": "POST", "url.full": "https://api.example.com/pay?x=1#top",
+                      "http.response.status_code": 503}  # fmt: skip
+        with tracer.start_as_current_span("POST", kind=SpanKind.CLIENT, attributes=attributes):
+            pass
+        with tracer.start_as_current_span("SELECT", attributes={"db.system": "sqlite", "db.statement": "SELECT 1"}):
+            pass
+        event_id = bridge.capture_message("after the calls")
+    [event] = sent(sentry)
+    assert event["event_id"] == event_id
+    http, query = event["breadcrumbs"]["values"]
+    assert http["type"] == "http" and http["category"] == "httplib" and http["level"] == "error"
+    assert http["data"] == {"http.method": "POST", "url": "https://api.example.com/pay", "http.query": "x=1",
+                            "http.fragment": "top", "http.response.status_code": 503}  # fmt: skip
+    assert query["category"] == "query" and query["message"] == "SELECT 1" and query["data"] == {"db.system": "sqlite"}
+    assert event["transaction"] == "job"

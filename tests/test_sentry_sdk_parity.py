@@ -48,11 +48,12 @@ def http_server() -> Iterator[str]:
     server.server_close()
 
 
-def run_program(sdk: str, dsn: str, url: str) -> subprocess.CompletedProcess[str]:
+def run_program(sdk: str, dsn: str, url: str, program: str = "billing") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SENTRY_"))}
     env.update(PROGRAM_SDK=sdk, PROGRAM_DSN=dsn, PROGRAM_HTTP_URL=url, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "tests.programs.billing"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", f"tests.programs.{program}"], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=60,
     )
 
 
@@ -96,7 +97,8 @@ def summary(event: dict[str, Any]) -> dict[str, Any]:
         ],
         "breadcrumbs": [_crumb(crumb) for crumb in event.get("breadcrumbs", {}).get("values", [])],
         "tags": {k: v for k, v in (event.get("tags") or {}).items() if k not in OWN_TAGS},
-        "contexts": {k: v for k, v in event.get("contexts", {}).items() if k == "invoice"},
+        "contexts": {k: v for k, v in event.get("contexts", {}).items() if k in ("invoice", "order")},
+        "request": {k: v for k, v in (event.get("request") or {}).items() if k in ("method", "url")} or None,
         "extra": {k: v for k, v in (event.get("extra") or {}).items() if k not in OWN_EXTRAS},
         "user": event.get("user"),
         "fingerprint": event.get("fingerprint"),
@@ -140,6 +142,35 @@ def test_the_billing_job_arrives_as_under_sentry_sdk(http_server: str) -> None:
     assert crash["exceptions"][-1][2:4] == ("excepthook", False)
     assert [c.get("category") for c in crash["breadcrumbs"]][:3] == ["billing.run", "billing", "httplib"]
     assert crash["breadcrumbs"][2]["data"]["http.response.status_code"] == 404
+
+
+def test_requests_keep_their_scopes_apart_as_under_sentry_sdk() -> None:
+    """Per-request isolation: each request's tags, user, context and breadcrumbs stay in its own events; the
+    process's tags go into every request (forked at its start), its breadcrumbs do not (sentry-sdk's WSGI
+    middleware clears them); nothing of a request leaks out."""
+    runs = {}
+    for sdk in ("sentry_sdk", "bridge"):
+        with SentryReceiver() as receiver:
+            process = run_program(sdk, receiver.dsn, "", program="shop")
+            assert process.returncode == 0, process.stderr
+            receiver.assert_all_valid()
+            events = receiver.events()
+            runs[sdk] = ({_key(s): s for s in map(summary, events)}, {_key(summary(e)): e for e in events})
+    (expected, _), (got, raw) = runs["sentry_sdk"], runs["bridge"]
+    assert sorted(expected) == sorted(got) == ["LookupError: no such order", "after requests", "slow order",
+                                               "stock low for sku-1"]
+    for key, want in expected.items():
+        assert got[key] == want, key
+    assert got["slow order"]["tags"] == {"process": "shop", "path": "/warn"}
+    assert [c["message"] for c in got["slow order"]["breadcrumbs"]] == ["handling /warn"]
+    assert got["LookupError: no such order"]["exceptions"][-1][2:4] == ("wsgi", False)
+    assert got["after requests"]["tags"] == {"process": "shop"} and got["after requests"]["user"] is None
+    # Deliberately different: sentry-sdk without tracing names every request "generic WSGI request".
+    assert raw["slow order"]["transaction"] == "GET /warn"
+    # A log record inside a request's span carries that request's trace and name.
+    assert raw["stock low for sku-1"]["transaction"] == "GET /log"
+    assert len(raw["stock low for sku-1"]["contexts"]["trace"]["trace_id"]) == 32
+    assert raw["stock low for sku-1"]["contexts"]["trace"]["trace_id"] != raw["slow order"]["contexts"]["trace"]["trace_id"]
 
 
 def test_bugsink_stores_what_the_bridge_sends(bugsink: Bugsink, http_server: str) -> None:
