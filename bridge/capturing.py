@@ -19,6 +19,7 @@ from opentelemetry import trace as trace_api
 
 from bridge import scopes, setup
 from bridge.integrations import dedupe
+from bridge.sentry import local_variables
 from bridge.sentry.capture import Moment
 from bridge.sentry.context import event_id as new_event_id  # no os.urandom: see there
 from bridge.sentry.errors import exception_event, message_event
@@ -99,17 +100,17 @@ def capture_event(
         data = scopes.ScopeData(scopes.layers(request), scope_kwargs)
         extra_fields = dict(fields or {})
         traceback = exc.__traceback__ if exc is not None else None  # as now: it grows as exc propagates
-        include_locals = bool(getattr(leg.options, "include_local_variables", False))
+        collected = None
+        if exc is not None and leg.options.include_local_variables:
+            collected = local_variables.collect(exc, traceback, leg.options.send_default_pii)
 
         def build(common: dict[str, Any]) -> dict[str, Any]:
             if exc is not None:
                 event = exception_event(
                     exc, handled=handled, traceback=traceback, mechanism_type=mechanism, **common
                 )
-                if include_locals:
-                    from bridge.sentry.local_variables import add_local_variables
-
-                    add_local_variables(event, exc, traceback)
+                if collected is not None:
+                    local_variables.add_local_variables(event, collected)
                 if level is not None:
                     event["level"] = chosen
             else:

@@ -179,3 +179,20 @@ def test_bugsink_stores_what_the_bridge_sends(bugsink: Bugsink, http_server: str
     assert process.returncode == 1
     events = bugsink.wait_for_events(6, project_id=project_id)
     assert len(events) == 6
+
+
+def test_local_variables_are_collected_as_sentry_sdk_collects_them() -> None:
+    frames = {}
+    for sdk in ("sentry_sdk", "bridge"):
+        with SentryReceiver() as receiver:
+            process = run_program(sdk, receiver.dsn, "", program="locals")
+            assert process.returncode == 0, process.stderr
+            receiver.assert_all_valid()
+            [event] = receiver.events()
+            stack = event["exception"]["values"][-1]["stacktrace"]["frames"]
+            frames[sdk] = {frame["function"]: frame.get("vars") for frame in stack}
+    assert frames["bridge"] == frames["sentry_sdk"]
+    checkout = frames["bridge"]["checkout"]
+    assert checkout["password"] == checkout["remote_addr"] == "[Filtered]"
+    assert checkout["name"] == "'ann'" and checkout["loop"] == ["1", "<cyclic>"] and len(checkout["items"]) == 10
+    assert "price" not in checkout  # ten variables per frame
