@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Optional
 
 from opentelemetry import trace as trace_api
 
 from bridge import scopes, setup
 from bridge.integrations import dedupe
-from bridge.sentry import local_variables
+from bridge.sentry import frames, local_variables
 from bridge.sentry.capture import Moment
 from bridge.sentry.context import event_id as new_event_id  # no os.urandom: see there
 from bridge.sentry.errors import exception_event, message_event
@@ -69,6 +69,7 @@ def capture_event(
     record_on_span: bool = False,
     event_id: Optional[str] = None,
     request: Any = None,
+    stack: Optional[list[tuple[FrameType, Optional[int]]]] = None,
 ) -> Optional[str]:
     """Send one error (``exc``) or message event now; returns its id, or None when nothing is sent.
 
@@ -76,6 +77,8 @@ def capture_event(
     handled). ``fields``: top-level event fields set as given (``logger``, ``logentry``, ``extra``).
     ``record_on_span``: also an ``exception`` / ``sentry.message`` event on the current span (for OTLP).
     ``request``: the ``RequestScope`` when it is no longer current (the middleware, after the app returned).
+    ``stack``: the calling thread's stack (``frames.current_stack()``), sent as the current thread's
+    ``threads`` entry (a log record with ``stack_info``, or ``exc_info=True`` outside any ``except``).
     Never raises.
     """
     try:
@@ -115,6 +118,10 @@ def capture_event(
                     event["level"] = chosen
             else:
                 event = message_event(text, chosen, **common)
+            if stack:
+                trace = frames.frames_from_stack(stack, common["options"])
+                if trace is not None:
+                    event["threads"] = {"values": [{"stacktrace": trace, "crashed": False, "current": True}]}
             event.update(extra_fields)
             return event
 

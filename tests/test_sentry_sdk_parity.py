@@ -52,7 +52,11 @@ def run_program(sdk: str, dsn: str, url: str, program: str = "billing") -> subpr
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SENTRY_"))}
     env.update(PROGRAM_SDK=sdk, PROGRAM_DSN=dsn, PROGRAM_HTTP_URL=url, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", f"tests.programs.{program}"], cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", f"tests.programs.{program}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
 
@@ -94,6 +98,14 @@ def summary(event: dict[str, Any]) -> dict[str, Any]:
                 ],
             )
             for value in exceptions
+        ],
+        "threads": [
+            [
+                frame["function"]
+                for frame in thread["stacktrace"]["frames"]
+                if frame.get("in_app") and not _own_or_frozen(frame)
+            ]
+            for thread in (event.get("threads") or {}).get("values", [])
         ],
         "breadcrumbs": [_crumb(crumb) for crumb in event.get("breadcrumbs", {}).get("values", [])],
         "tags": {k: v for k, v in (event.get("tags") or {}).items() if k not in OWN_TAGS},
@@ -157,8 +169,11 @@ def test_requests_keep_their_scopes_apart_as_under_sentry_sdk() -> None:
             events = receiver.events()
             runs[sdk] = ({_key(s): s for s in map(summary, events)}, {_key(summary(e)): e for e in events})
     (expected, _), (got, raw) = runs["sentry_sdk"], runs["bridge"]
-    assert sorted(expected) == sorted(got) == ["LookupError: no such order", "after requests", "slow order",
-                                               "stock low for sku-1"]
+    assert (
+        sorted(expected)
+        == sorted(got)
+        == ["LookupError: no such order", "after requests", "slow order", "stock low for sku-1"]
+    )
     for key, want in expected.items():
         assert got[key] == want, key
     assert got["slow order"]["tags"] == {"process": "shop", "path": "/warn"}
@@ -167,6 +182,7 @@ def test_requests_keep_their_scopes_apart_as_under_sentry_sdk() -> None:
     assert got["after requests"]["tags"] == {"process": "shop"} and got["after requests"]["user"] is None
     # Deliberately different: sentry-sdk without tracing names every request "generic WSGI request".
     assert raw["slow order"]["transaction"] == "GET /warn"
+    assert got["stock low for sku-1"]["threads"] == [["<module>", "main", "serve", "app"]]  # stack_info=True
     # A log record inside a request's span carries that request's trace and name.
     assert raw["stock low for sku-1"]["transaction"] == "GET /log"
     logged, warned = (raw[key]["contexts"]["trace"]["trace_id"] for key in ("stock low for sku-1", "slow order"))

@@ -18,6 +18,7 @@ from fnmatch import fnmatch
 from typing import Any, Callable, Optional
 
 from bridge import integrations
+from bridge.sentry.frames import current_stack
 from bridge.sentry.values import safe_value
 
 __all__ = ["LoggingIntegration", "EventHandler", "BreadcrumbHandler", "ignore_logger", "unignore_logger"]
@@ -109,7 +110,10 @@ class EventHandler(logging.Handler):
         if exc_info and exc_info[0] is not None and isinstance(exc_info[1], BaseException):
             capture_event(exc=exc_info[1], level=chosen, handled=True, mechanism="logging", fields=fields)
         else:
-            capture_event(message=formatted, level=chosen or "info", fields=fields)
+            # exc_info=True outside any except block, or stack_info=True: the stack of the logging call,
+            # as sentry-sdk sends it (a current thread's stacktrace)
+            stack = current_stack() if (exc_info and exc_info[0] is None) or record.stack_info else None
+            capture_event(message=formatted, level=chosen or "info", fields=fields, stack=stack)
 
 
 class BreadcrumbHandler(logging.Handler):

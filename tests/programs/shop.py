@@ -37,7 +37,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     if path == "/warn":
         sdk.capture_message("slow order", level="warning")
     if path == "/log":
-        logger.error("stock low for %s", "sku-1")
+        logger.error("stock low for %s", "sku-1", stack_info=True)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
 
