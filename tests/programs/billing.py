@@ -12,14 +12,22 @@ import requests
 
 SDK = os.environ.get("PROGRAM_SDK", "bridge")
 DSN = os.environ["PROGRAM_DSN"]
+SHUTDOWN_TIMEOUT = float(os.environ.get("PROGRAM_SHUTDOWN_TIMEOUT", "2"))  # the flush at exit, as both default
 if SDK == "sentry_sdk":
     import sentry_sdk as sdk
 
-    sdk.init(dsn=DSN, environment="staging", release="billing@2.1.0")
+    sdk.init(dsn=DSN, environment="staging", release="billing@2.1.0", shutdown_timeout=SHUTDOWN_TIMEOUT)
 else:
     import bridge as sdk
 
-    sdk.init(dsn=DSN, environment="staging", release="billing@2.1.0", exporters=["sentry"], service_name="billing")
+    sdk.init(
+        dsn=DSN,
+        environment="staging",
+        release="billing@2.1.0",
+        exporters=["sentry"],
+        service_name="billing",
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+    )
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
     RequestsInstrumentor().instrument()  # outgoing calls become spans, hence breadcrumbs (sentry-sdk: stdlib)
