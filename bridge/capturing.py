@@ -137,7 +137,7 @@ def capture_event(
 
 def record_exception(request: Any, span: trace_api.Span, exc: BaseException, *, handled: bool) -> Optional[str]:
     """An exception the request failed with (or a handled one): on ``span`` for OTLP, and to Sentry once."""
-    previous = dedupe.event_id_of(exc)
+    previous = dedupe.event_id_of(exc) if dedupe.seen(exc) else None
     if previous is not None:  # reported already (a log record, capture_exception): the span still records it
         if span.is_recording():
             span.record_exception(exc, attributes={"sentry.event_id": previous}, escaped=not handled)
