@@ -23,6 +23,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from bridge.sentry import breadcrumbs as crumbs_module
+from bridge.sentry.context import clean_tag_key, clean_tag_value
 from bridge.sentry.values import safe_value
 
 __all__ = [
@@ -179,7 +180,11 @@ class ScopeData:
         if self.user is not None:
             event["user"] = {**event.get("user", {}), **self.user}
         if self.tags:
-            event.setdefault("tags", {}).update(self.tags)
+            tags = event.setdefault("tags", {})
+            for key, value in self.tags.items():
+                text = clean_tag_value(value)
+                if key and text:  # Sentry refuses empty tags (an empty one stays on the span only)
+                    tags[clean_tag_key(key)] = text
         if self.extras:
             event.setdefault("extra", {}).update(self.extras)
         if self.contexts:

@@ -6,12 +6,14 @@ what only that moment knows (the current span and its trace, the request's name 
 headers, the DSC), and queues the event; the event itself (frames, source context, scope data) is built on
 the transport's worker. A ten-minute streaming response no longer holds its errors back, and a worker killed
 mid-request has already sent them. The span still records the exception (with its ``sentry.event_id``) for
-OTLP; the Sentry leg skips such span events when the span ends (``bridge.sentry.leg``).
+OTLP; when the span ends the Sentry leg skips the span events whose id this capturer sent.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -121,11 +123,31 @@ def _local_root(span: trace_api.Span) -> Optional[trace_api.Span]:
     return None
 
 
+SENT_IDS_KEPT = 100_000  # event ids sent at capture, remembered until their span ends (about 4 MB at most)
+
+
 class Capturer:
     """The leg's in-process error path (one per leg)."""
 
     def __init__(self, leg: SentryLeg) -> None:
         self.leg = leg
+        self._sent: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def already_sent(self, event_id: str) -> bool:
+        """Whether the event a span event names (``sentry.event_id``) left at its capture; forgets it."""
+        if not self._sent:
+            return False
+        with self._lock:
+            return self._sent.pop(event_id, 0) is None
+
+    def _note(self, event_id: str, span: trace_api.Span) -> None:
+        if not span.is_recording():
+            return  # no span end will ever ask
+        with self._lock:
+            self._sent[event_id] = None
+            if len(self._sent) > SENT_IDS_KEPT:
+                self._sent.popitem(last=False)
 
     def capture(
         self,
@@ -166,5 +188,6 @@ class Capturer:
                     logger.warning("otel-sentry-bridge: could not add the scope to an event", exc_info=True)
             return leg.finish_event(event, exc, dsc, headers, traceback)
 
+        self._note(event_id, moment.span)
         leg.transport.submit("error", make)
         return event_id

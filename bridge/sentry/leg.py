@@ -1,8 +1,8 @@
 """The Sentry leg: finished spans → assembled transactions and error events → envelopes → transport.
 
 Errors and messages captured in this process (``bridge.sentry.capture``) leave at once; when their span
-ends, its span events that carry a ``sentry.event_id`` (recorded by the bridge, already sent) are skipped.
-Exception events recorded by other instrumentations are still sent from the finished span.
+ends, its span events whose ``sentry.event_id`` the capturer sent are skipped. Exception events recorded
+otherwise (other instrumentations, spans from other processes) are still sent from the finished span.
 
 On the request thread ``on_end`` only assembles (a dict insert or two under a lock) and queues work;
 conversion, serialization, compression and the HTTP POST all happen on the transport's worker thread.
@@ -161,7 +161,8 @@ class SentryLeg:
                     if key in seen:
                         skip.add(index)
                     seen.add(key)
-                if self.in_process and attributes.get("sentry.event_id"):
+                event_id = attributes.get("sentry.event_id")
+                if event_id and self.capturer.already_sent(str(event_id)):
                     skip.add(index)
             name, source = named
             # One task per error event, so that a task dropped before it is built (a full queue, a rate
