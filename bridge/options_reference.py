@@ -37,6 +37,7 @@ GROUPS = (
     "Propagation and the middleware",
     "Sentry",
     "Sentry transport",
+    "Scopes and integrations",
 )
 
 _OTEL_WARN = "OTel: not a positive integer: warn, default"
@@ -179,6 +180,37 @@ OPTIONS: dict[str, OptionDoc] = {
         "Sentry transport",
         "seconds `shutdown()` (and the flush at interpreter exit) may take",
         "> 0, else ConfigError",
+    ),
+    "max_breadcrumbs": OptionDoc(
+        "Scopes and integrations",
+        "breadcrumbs kept per scope, and the last ones attached to each error and message event "
+        "([scope API](scope-api.md))",
+        "a whole number > 0, else ConfigError",
+    ),
+    "before_breadcrumb": OptionDoc(
+        "Scopes and integrations",
+        "`(crumb, hint) -> crumb or None` for every breadcrumb; None drops it",
+        "a callable, else ConfigError; one that raises is logged once and the crumb kept",
+    ),
+    "include_local_variables": OptionDoc(
+        "Scopes and integrations",
+        "frame locals (`vars`) on exception events, collected and scrubbed as sentry-sdk does",
+        "off by default: locals often hold user data",
+    ),
+    "default_integrations": OptionDoc(
+        "Scopes and integrations",
+        "sentry-sdk's default integrations: logging, excepthook, threading, dedupe, atexit",
+        "",
+    ),
+    "integrations": OptionDoc(
+        "Scopes and integrations",
+        "integration objects with their own options, e.g. `LoggingIntegration(level=None)`",
+        "",
+    ),
+    "disabled_integrations": OptionDoc(
+        "Scopes and integrations",
+        "integrations (objects or identifiers such as `\"logging\"`) left off",
+        "",
     ),
 }
 
