@@ -76,6 +76,8 @@ def _extra(record: logging.LogRecord) -> dict[str, Any]:
         for key, value in vars(record).items()
         if key not in _COMMON_RECORD_ATTRS and not (isinstance(key, str) and key.startswith("_"))
     }
+    if not found:
+        return found
     cleaned = safe_value(found)
     return cleaned if isinstance(cleaned, dict) else {}
 

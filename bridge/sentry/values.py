@@ -38,6 +38,11 @@ def safe_value(
 
 
 def _walk(value: Any, depth: int, breadth: int, limit: int, path: set[int]) -> Any:
+    kind = type(value)
+    if kind is str:  # the common cases first: this runs for every breadcrumb
+        return value if len(value) <= limit else _cap(value, limit)
+    if (kind is dict or kind is list) and not value:
+        return {} if kind is dict else []
     if value is None or isinstance(value, (bool, int)):
         return value if not isinstance(value, int) or isinstance(value, bool) or abs(value) < 2**63 else str(value)
     if isinstance(value, float):
