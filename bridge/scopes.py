@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from bridge.sentry import breadcrumbs as crumbs_module
 from bridge.sentry.context import clean_tag_key, clean_tag_value
-from bridge.sentry.values import safe_value
+from bridge.sentry.values import safe_repr, safe_value
 
 __all__ = [
     "Scope",
@@ -79,32 +79,38 @@ class Scope:
         scope.breadcrumbs = self.breadcrumbs.copy()
         return scope
 
-    # -- sentry-sdk's setters --------------------------------------------------------------------
+    # -- sentry-sdk's setters (none raises into the app: bad keys and values are made text) -------------
     def set_tag(self, key: str, value: Any) -> None:
-        self.tags[str(key)[:200]] = str(value)[:200]
+        self.tags[_text(key)[:200]] = _text(value)[:200]
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        for key, value in dict(tags).items():
+        try:
+            items = list(dict(tags).items())
+        except Exception:
+            logger.warning("otel-sentry-bridge: set_tags takes a mapping, not %s", type(tags).__name__)
+            return
+        for key, value in items:
             self.set_tag(key, value)
 
     def remove_tag(self, key: str) -> None:
         self.tags.pop(key, None)
 
     def set_user(self, user: Optional[Mapping[str, Any]]) -> None:
-        self.user = safe_value(dict(user)) if user else None
+        made = safe_value(dict(user)) if isinstance(user, Mapping) and user else None
+        self.user = made if isinstance(made, dict) else None
 
     def set_context(self, key: str, value: Optional[Mapping[str, Any]]) -> None:
         if value is None:
-            self.contexts.pop(key, None)
+            self.contexts.pop(_text(key), None)
             return
         made = safe_value(value)
-        self.contexts[str(key)] = made if isinstance(made, dict) else {"value": made}
+        self.contexts[_text(key)] = made if isinstance(made, dict) else {"value": made}
 
     def remove_context(self, key: str) -> None:
         self.contexts.pop(key, None)
 
     def set_extra(self, key: str, value: Any) -> None:
-        self.extras[str(key)] = safe_value(value)
+        self.extras[_text(key)] = safe_value(value)
 
     def remove_extra(self, key: str) -> None:
         self.extras.pop(key, None)
@@ -132,10 +138,19 @@ class Scope:
         return self._trace
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except Exception:
+        return safe_repr(value)
+
+
 def _level(level: Any) -> Optional[str]:
     if level is None:
         return None
-    text = str(level).lower()
+    text = _text(level).lower()
     text = {"warn": "warning", "critical": "fatal"}.get(text, text)
     return text if text in LEVELS else "info"
 
