@@ -141,6 +141,9 @@ def record_exception(request: Any, span: trace_api.Span, exc: BaseException, *, 
     if previous is not None:  # reported already (a log record, capture_exception): the span still records it
         if span.is_recording():
             span.record_exception(exc, attributes={"sentry.event_id": previous}, escaped=not handled)
+            leg = _leg(request)
+            if leg is not None:
+                leg.capturer.note_sent(previous, span)
         return previous
     return capture_event(exc=exc, handled=handled, span=span, record_on_span=True, request=request)
 

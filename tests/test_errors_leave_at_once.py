@@ -94,3 +94,30 @@ def test_an_unhandled_error_leaves_before_the_server_closes_the_body(sentry_rece
     getattr(body, "close", lambda: None)()
     assert bridge.flush(5.0)
     assert len(sentry_receiver.events()) == 1
+
+
+def test_an_exception_logged_then_escaping_is_sent_once_and_recorded_on_the_span(
+    otlp_receiver: OtlpReceiver, sentry_receiver: SentryReceiver
+) -> None:
+    import logging
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        try:
+            raise LookupError("order 9")
+        except LookupError:
+            logging.getLogger("shop.views").exception("lookup failed")
+            raise
+
+    bridge.init(otlp_endpoint=otlp_receiver.endpoint, dsn=sentry_receiver.dsn, service_name="once")
+    try:
+        Client(bridge.BridgeMiddleware(app)).get("/orders/9")
+    except LookupError:
+        pass
+    assert bridge.flush(5.0)
+    [event] = sentry_receiver.events()  # the logging integration's; the middleware's is the same object
+    assert event["exception"]["values"][-1]["mechanism"]["type"] == "logging"
+    assert event["transaction"] == "GET /orders/9"
+    [span] = otlp_receiver.wait_for_spans(1)
+    [(name, attributes)] = [e for e in span.events if e[0] == "exception"]
+    assert attributes["sentry.event_id"] == event["event_id"]
+    assert len(sentry_receiver.transactions()) == 1

@@ -141,7 +141,8 @@ class Capturer:
         with self._lock:
             return self._sent.pop(event_id, 0) is None
 
-    def _note(self, event_id: str, span: trace_api.Span) -> None:
+    def note_sent(self, event_id: str, span: trace_api.Span) -> None:
+        """``span`` records an event that already left (under ``event_id``): its end must not send it."""
         if not span.is_recording():
             return  # no span end will ever ask
         with self._lock:
@@ -188,6 +189,6 @@ class Capturer:
                     logger.warning("otel-sentry-bridge: could not add the scope to an event", exc_info=True)
             return leg.finish_event(event, exc, dsc, headers, traceback)
 
-        self._note(event_id, moment.span)
+        self.note_sent(event_id, moment.span)
         leg.transport.submit("error", make)
         return event_id
