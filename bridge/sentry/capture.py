@@ -134,6 +134,11 @@ class Capturer:
         self._sent: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
+    def after_fork(self) -> None:
+        """A lock held by another thread at fork() time would never be released in the child."""
+        self._lock = threading.Lock()
+        self._sent.clear()
+
     def already_sent(self, event_id: str) -> bool:
         """Whether the event a span event names (``sentry.event_id``) left at its capture; forgets it."""
         if not self._sent:

@@ -114,6 +114,7 @@ class SentryLeg:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
+        self.capturer.after_fork()
 
     # -- spans from the provider -------------------------------------------------------------------
     def on_end(self, span: ReadableSpan) -> None:
