@@ -26,7 +26,9 @@ __all__ = ["LoggingIntegration", "EventHandler", "BreadcrumbHandler", "ignore_lo
 DEFAULT_LEVEL = logging.INFO
 DEFAULT_EVENT_LEVEL = logging.ERROR
 _OWN_LOGGERS = ("bridge", "bridge.*", "opentelemetry", "opentelemetry.*", "otel_sentry_bridge*")
-_ignored: set[str] = {"sentry_sdk.errors", "urllib3.connectionpool", "urllib3.connection"}
+# sentry-sdk's defaults, and django.server (runserver's access log: a 500 would be a second event; sentry-sdk's
+# Django integration, on whenever Django is installed, ignores it too)
+_ignored: set[str] = {"sentry_sdk.errors", "urllib3.connectionpool", "urllib3.connection", "django.server"}
 _LEVELS = {
     logging.NOTSET: "notset", logging.DEBUG: "debug", logging.INFO: "info",
     logging.WARNING: "warning", logging.ERROR: "error", logging.CRITICAL: "fatal",
