@@ -7,6 +7,7 @@ app = bridge.BridgeMiddleware(app)     # one SERVER span per request; errors to 
 
 from __future__ import annotations
 
+from bridge.asgi import BridgeASGIMiddleware
 from bridge.errors import ConfigError
 from bridge.health import BridgeStats, OtlpStats
 from bridge.scope import capture_exception, capture_message, set_tag, set_user
@@ -16,6 +17,7 @@ from bridge.wsgi import BridgeMiddleware
 
 __all__ = [
     "Bridge",
+    "BridgeASGIMiddleware",
     "BridgeMiddleware",
     "BridgeStats",
     "ConfigError",

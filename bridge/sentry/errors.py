@@ -7,7 +7,8 @@ Handled or not: an ``exception`` event whose ``exception.escaped`` is true did n
 ``exception.escaped`` false, but then ends the span with status ERROR described as ``"Type: message"`` (or
 ``"message"``); so the last exception event of such a span also counts as escaped. Everything else is handled
 (Sentry's own default for an event without mechanism). Escaped exceptions get ``{"type": "wsgi",
-"handled": false}`` (``"otel"`` instead of ``"wsgi"`` for spans of non-Python services), handled ones
+"handled": false}`` (``"otel"`` instead of ``"wsgi"`` for spans of non-Python services; the span's
+``sentry.mechanism`` attribute, ``"asgi"`` from ``bridge.asgi``, when set), handled ones
 ``{"type": "generic", "handled": true}``.
 """
 
@@ -148,9 +149,13 @@ def _fit(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _mechanism_type(view: ResourceView, handled: bool) -> str:
+def _mechanism_type(view: ResourceView, handled: bool, attributes: Mapping[str, Any] | None = None) -> str:
     if handled:
         return "generic"
+    # The surface that saw the exception escape may say which it was (``sentry.mechanism``: ``asgi``).
+    named = attributes.get("sentry.mechanism") if attributes else None
+    if isinstance(named, str) and named:
+        return named
     return "wsgi" if view.language in (None, "python") else "otel"
 
 
@@ -197,7 +202,7 @@ def error_events(
                 continue
             event["level"] = "error"
             handled = not _escaped(span, event_attributes, index == exception_indices[-1])
-            kind = _mechanism_type(view, handled)
+            kind = _mechanism_type(view, handled, attributes)
             live = exceptions.get(index) if exceptions else None
             if live is not None and _is_recorded(live, event_attributes):
                 values = exception_values(
@@ -266,7 +271,11 @@ def exception_event(
     event = _unrecorded_base(view, options, trace_id, span_id, parent_span_id, transaction, attributes, status)
     event["level"] = "error"
     values = exception_values(
-        exc, handled=handled, mechanism_type=_mechanism_type(view, handled), options=options, traceback=traceback
+        exc,
+        handled=handled,
+        mechanism_type=_mechanism_type(view, handled, attributes),
+        options=options,
+        traceback=traceback,
     )
     event["exception"] = {"values": values}
     return _fit(event)
