@@ -16,7 +16,8 @@ The request and response attributes come from ``opentelemetry.instrumentation.as
   (``CancelledError``: the client went away, the server shuts down) is no error;
 - WebSocket connections: one span per connection, ended when the app returns; what escapes the app's
   connect, receive and disconnect handlers (Channels consumers) is recorded the same way;
-- lifespan (and any other scope type) passes through untraced; the ASGI scope and messages are read,
+- lifespan (and any other scope type) passes through untraced; at the server's lifespan shutdown the
+  bridge flushes (uvicorn's graceful shutdown ends without at-exit handlers); the ASGI scope and messages are read,
   never modified; a scope the bridge cannot read is served untraced with a rate-limited warning;
 - FastAPI's own request telemetry (FastAPI 0.16x starts a SERVER span of its own, from the headers
   only) is skipped for the requests the bridge traces, as FastAPI does under OpenTelemetry's ASGI
@@ -253,6 +254,8 @@ class BridgeASGIMiddleware(ServerMiddleware):
         request: Optional[_AsgiRequest] = None
         try:
             kind = scope["type"]
+            if kind == "lifespan":
+                return await _lifespan(self.app, scope, receive, send)
             if kind == "http" or kind == "websocket":
                 if self._fastapi and _FASTAPI_TELEMETRY_KEY not in scope:
                     scope = {**scope, _FASTAPI_TELEMETRY_KEY: None}  # a copy: the server's scope stays as it was
@@ -287,6 +290,8 @@ class BridgeASGIMiddleware(ServerMiddleware):
         else:
             name = self._default_details(scope)[0]
         if kind == "websocket":
+            if self.default_span_details is None:
+                name = str(scope.get("path") or "/")  # no method to name it by (OpenTelemetry's says "HTTP")
             attributes["sentry.op"] = "websocket.server"  # as sentry-sdk names them
             attributes["sentry.transaction_source"] = "url"
         name, attributes = self.name_request(bridge, scope, attributes, name)
@@ -298,6 +303,55 @@ class BridgeASGIMiddleware(ServerMiddleware):
         for hook in self.request_hooks:
             self.guard.call("request_hook", hook, span, scope)
         return request
+
+
+async def _flush_at_shutdown() -> None:
+    """Export what the bridge holds, off the event loop, within ``shutdown_timeout``; never raises."""
+    try:
+        bridge = setup.active()
+        if bridge is not None:
+            timeout = bridge.options.shutdown_timeout
+            await asyncio.get_running_loop().run_in_executor(None, setup.flush, timeout)
+    except Exception:
+        logger.warning("otel-sentry-bridge: could not flush at the server's shutdown", exc_info=True)
+
+
+async def _lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Lifespan passes through untraced; the bridge only flushes when the server announces its shutdown.
+
+    Why: uvicorn ends a graceful shutdown by raising the signal it caught again, with the default handler,
+    so no at-exit handler runs: what the bridge still held would be lost. An app that does not speak
+    lifespan at all (Django's ASGI handler, a Channels router: they raise before receiving anything) gets
+    it answered for it, so that the flush still happens (the server would otherwise carry on without
+    lifespan, as it does here too).
+    """
+    received = False
+
+    async def watched_receive() -> Message:
+        nonlocal received
+        received = True
+        return await receive()
+
+    async def watched_send(message: Message) -> None:
+        if message.get("type") == "lifespan.shutdown.complete":
+            await _flush_at_shutdown()
+        await send(message)
+
+    try:
+        await app(scope, watched_receive, watched_send)
+    except Exception:
+        if received:
+            raise  # a real startup or shutdown failure: the server decides
+        logger.debug("otel-sentry-bridge: the app does not speak lifespan; answering it", exc_info=True)
+        while True:
+            message = await receive()
+            kind = message.get("type")
+            if kind == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif kind == "lifespan.shutdown":
+                await _flush_at_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 class _AsgiRequest(ServerRequest):
