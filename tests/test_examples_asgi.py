@@ -54,9 +54,7 @@ def assert_asgi_mechanism(error: Mapping[str, Any]) -> None:
     assert raised["mechanism"]["handled"] is False
 
 
-@pytest.mark.parametrize(
-    ("name", "server"), [("fastapi", "uvicorn"), ("django", "uvicorn"), ("fastapi", "hypercorn")]
-)
+@pytest.mark.parametrize(("name", "server"), [("fastapi", "uvicorn"), ("django", "uvicorn"), ("fastapi", "hypercorn")])
 def test_asgi_example_under_a_real_server(
     name: str, server: str, otlp_receiver: OtlpReceiver, sentry_receiver: SentryReceiver
 ) -> None:
