@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Iterator, Mapping, MutableMapping, Sequen
 from typing import Any, Callable, Optional, Union
 
 from opentelemetry import trace as trace_api
+from opentelemetry.propagators.textmap import default_getter
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.http import ExcludeList, SanitizeValue, parse_excluded_urls
 
@@ -228,7 +229,6 @@ class BridgeASGIMiddleware(ServerMiddleware):
         self._collect: Callable[..., dict[str, Any]] = otel_asgi.collect_request_attributes
         self._default_details: Callable[..., tuple[str, dict[str, Any]]] = otel_asgi.get_default_span_details
         self._url: Callable[..., tuple[Any, Any, str]] = otel_asgi.get_host_port_url_tuple
-        self._getter = otel_asgi.asgi_getter
         self._set_status_code: Callable[..., None] = otel_asgi.set_status_code
 
     def _settings(self, bridge: setup.Bridge) -> None:
@@ -295,9 +295,10 @@ class BridgeASGIMiddleware(ServerMiddleware):
             attributes["sentry.op"] = "websocket.server"  # as sentry-sdk names them
             attributes["sentry.transaction_source"] = "url"
         name, attributes = self.name_request(bridge, scope, attributes, name)
+        headers = _merged_headers(scope.get("headers"))  # decoded once: the propagators look up several
         if self._capture is not None and self._capture[1]:
-            attributes.update(self.request_header_attributes(_merged_headers(scope.get("headers"))))
-        span, context = self.open_span(bridge, name, attributes, scope, self._getter, self.tracer)
+            attributes.update(self.request_header_attributes(headers))
+        span, context = self.open_span(bridge, name, attributes, headers, default_getter, self.tracer)
         request_scope = _AsgiScope(bridge, span, attributes, _HeaderEnviron(scope))
         request = _AsgiRequest(self, scope, kind == "websocket", request_scope, span, context, name, receive, send)
         for hook in self.request_hooks:
