@@ -213,6 +213,7 @@ class BridgeASGIMiddleware(ServerMiddleware):
         excluded = set(exclude_spans or ())
         self.receive_spans = on and "receive" not in excluded
         self.send_spans = on and "send" not in excluded
+        self.wraps_receive = self.receive_spans or client_request_hook is not None
         self.own_excluded = parse_excluded_urls(excluded_urls) if isinstance(excluded_urls, str) else excluded_urls
         self.default_span_details = default_span_details
         self.meter_provider = meter_provider  # for the HTTP server metrics (bridge.httpreq.ServerRequest.end)
@@ -254,19 +255,23 @@ class BridgeASGIMiddleware(ServerMiddleware):
         request: Optional[_AsgiRequest] = None
         try:
             kind = scope["type"]
-            if kind == "lifespan":
-                return await _lifespan(self.app, scope, receive, send)
-            if kind == "http" or kind == "websocket":
+        except Exception:
+            kind = None
+            warn_untraced()
+        if kind == "lifespan":
+            return await _lifespan(self.app, scope, receive, send)
+        if kind == "http" or kind == "websocket":
+            try:
                 if self._fastapi and _FASTAPI_TELEMETRY_KEY not in scope:
                     scope = {**scope, _FASTAPI_TELEMETRY_KEY: None}  # a copy: the server's scope stays as it was
                 request = self._begin(scope, kind, receive, send)
-        except Exception:
-            warn_untraced()
-        if request is None:  # lifespan, excluded, skipped, not configured, or a scope we cannot read
+            except Exception:
+                warn_untraced()
+        if request is None:  # other scope types, excluded, skipped, not configured, or a scope we cannot read
             return await self.app(scope, receive, send)
         request.activate()
         try:
-            await self.app(scope, request.receive, request.send)
+            await self.app(scope, request.receive if self.wraps_receive else receive, request.send)
         except BaseException as exc:
             request.escaped(exc)
             raise
@@ -450,6 +455,8 @@ class _AsgiRequest(ServerRequest):
             hook_span.set_attribute("asgi.event.type", str(kind))
         if kind == "http.response.body":
             return not self.trailers and not message.get("more_body", False)
+        if kind == "http.response.pathsend":  # the ASGI extension: the whole body in one message
+            return True
         if kind == "http.response.start":
             self._response_started(message)
         elif kind == "http.response.trailers":

@@ -295,3 +295,38 @@ def test_sentry_trace_and_baggage_continue_the_upstream_trace(
         if any(kind == "event" for kind, _ in received.items)
     ]
     assert (dsc["trace_id"], dsc["release"]) == (trace_id, "upstream@1")  # the upstream's DSC, kept
+
+
+def test_lifespan_failure_reaches_the_server_once_and_apps_without_lifespan_get_it_answered(
+    otlp: OtlpReceiver,
+) -> None:
+    calls: list[str] = []
+
+    async def failing_startup(scope: Scope, receive: Any, send: Any) -> None:
+        calls.append(scope["type"])
+        await receive()
+        raise RuntimeError("database unreachable")
+
+    async def no_lifespan(scope: Scope, receive: Any, send: Any) -> None:  # as Django's ASGI handler
+        calls.append(scope["type"])
+        raise ValueError("Django can only handle ASGI/HTTP connections, not lifespan.")
+
+    async def lifespan(app: Any) -> list[str]:
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for kind in ("lifespan.startup", "lifespan.shutdown"):
+            inbox.put_nowait({"type": kind})
+        sent: list[str] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message["type"])
+
+        await bridge.BridgeASGIMiddleware(app)({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, send)
+        return sent
+
+    with pytest.raises(RuntimeError, match="database unreachable"):
+        asyncio.run(lifespan(failing_startup))
+    assert calls == ["lifespan"]  # the server decides what a failed startup means; the app ran once
+    calls.clear()
+    assert asyncio.run(lifespan(no_lifespan)) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert calls == ["lifespan"]
+    assert exported(otlp) == []  # lifespan is never traced
