@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, Callable, Optional, Union
@@ -243,7 +244,7 @@ class BridgeASGIMiddleware(ServerMiddleware):
             options = bridge.options
             fields = list(sanitize if sanitize is not None else options.sanitize_headers)
             if not options.send_default_pii:
-                fields += [f"^{name}$" for name in PRIVATE_HEADERS]
+                fields += [f"^{re.escape(name)}$" for name in PRIVATE_HEADERS]
             self._capture = (
                 SanitizeValue(fields),
                 list(request if request is not None else options.capture_request_headers),

@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 StartResponse = Callable[..., Any]
-_warn_untraced = warn_untraced  # the shared, rate-limited warning (bridge.httpreq)
 
 
 class BridgeMiddleware(ServerMiddleware):
@@ -72,7 +71,7 @@ class BridgeMiddleware(ServerMiddleware):
         try:
             request = self._begin(environ, start_response)
         except Exception:
-            _warn_untraced()
+            warn_untraced()
             request = None
         if request is None:
             return self.app(environ, start_response)

@@ -330,3 +330,19 @@ def test_lifespan_failure_reaches_the_server_once_and_apps_without_lifespan_get_
     assert asyncio.run(lifespan(no_lifespan)) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert calls == ["lifespan"]
     assert exported(otlp) == []  # lifespan is never traced
+
+
+def test_captured_headers_are_sanitized_as_for_wsgi(otlp_receiver: OtlpReceiver) -> None:
+    bridge.init(
+        service_name="asgi-tests",
+        otlp_endpoint=otlp_receiver.endpoint,
+        capture_request_headers=["x-request-id", "authorization"],
+        capture_response_headers=["content-type"],
+    )
+    with served_asgi(bridge.BridgeASGIMiddleware(starlette_app())) as port:
+        assert get(port, "/plain", {"X-Request-Id": "r-1", "Authorization": "Bearer secret"}).status == 200
+    [span] = exported(otlp_receiver)
+    assert span.attributes["http.request.header.x_request_id"] == ["r-1"]
+    assert span.attributes["http.request.header.authorization"] == ["[REDACTED]"]  # no send_default_pii
+    assert span.attributes["http.response.header.content_type"] == ["text/plain; charset=utf-8"]
+    assert "client.address" not in span.attributes
