@@ -3,6 +3,7 @@
 import bridge
 bridge.init()                          # configured from OTEL_* and SENTRY_* variables
 app = bridge.BridgeMiddleware(app)     # one SERVER span per request; errors to both backends
+app = bridge.BridgeASGIMiddleware(app) # the same for ASGI apps (FastAPI, Starlette, Django, Channels)
 """
 
 from __future__ import annotations
