@@ -263,16 +263,17 @@ class BridgeASGIMiddleware(ServerMiddleware):
             return await _lifespan(self.app, scope, receive, send)
         if kind == "http" or kind == "websocket":
             try:
+                traced = scope
                 if self._fastapi and _FASTAPI_TELEMETRY_KEY not in scope:
-                    scope = {**scope, _FASTAPI_TELEMETRY_KEY: None}  # a copy: the server's scope stays as it was
-                request = self._begin(scope, kind, receive, send)
+                    traced = {**scope, _FASTAPI_TELEMETRY_KEY: None}  # a copy: the server's scope stays as it was
+                request = self._begin(traced, kind, receive, send)
             except Exception:
                 warn_untraced()
         if request is None:  # other scope types, excluded, skipped, not configured, or a scope we cannot read
             return await self.app(scope, receive, send)
         request.activate()
         try:
-            await self.app(scope, request.receive if self.wraps_receive else receive, request.send)
+            await self.app(request.asgi_scope, request.receive if self.wraps_receive else receive, request.send)
         except BaseException as exc:
             request.escaped(exc)
             raise
