@@ -471,6 +471,8 @@ class _AsgiRequest(ServerRequest):
     def _response_started(self, message: Message) -> None:
         self.started = True
         self.trailers = bool(message.get("trailers"))
+        status = message.get("status")
+        self.status_code = status if isinstance(status, int) else None
         middleware = self.middleware
         span = self.span
         self.name_route()

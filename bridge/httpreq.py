@@ -254,7 +254,7 @@ class ServerMiddleware:
 class ServerRequest:
     """One traced request: its span, context and scope, and whether its response has started."""
 
-    __slots__ = ("span", "context", "scope", "mode", "started", "ended", "_tokens")
+    __slots__ = ("span", "context", "scope", "mode", "started", "status_code", "ended", "_tokens")
 
     def __init__(
         self,
@@ -268,6 +268,7 @@ class ServerRequest:
         self.scope = scope
         self.mode = mode
         self.started = False
+        self.status_code: Optional[int] = None  # the response's, when a protocol records it (ASGI does)
         self.ended = False
         self._tokens: list[Any] = []
 
@@ -297,7 +298,9 @@ class ServerRequest:
     def end(self, end_time: Optional[int] = None) -> None:
         """The request is over (``end_time``: when its last byte went, in ns; default now). Once.
 
-        The one place both protocols pass through at the end of a request: HTTP server metrics go here.
+        The one place both protocols pass through at the end of a request: HTTP server metrics go here
+        (duration: ``end_time`` or now minus the span's start; attributes: ``self.scope.attributes``, which
+        hold the method, scheme and route, and ``self.status_code``).
         """
         if self.ended:
             return
