@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from benchmarks import asgi_served
 from benchmarks.asgi_apps import CONFIGS, SCENARIOS, channels, spans_per_request
+from benchmarks.gunicorn_wrk import find_wrk
 from benchmarks.report import Target
 from benchmarks.sink import SinkProcess
 
@@ -36,7 +38,7 @@ LABELS = {
     "e": "e bridge asgi",
     "em": "em bridge asgi, message_spans=True",
 }
-_MEDIANS = ("cpu_us", "cpu_loop_us", "cpu_sys_us", "wall_us", "rss_mb")
+_MEDIANS = ("cpu_us", "cpu_loop_us", "cpu_sys_us", "wall_us", "rss_mb", "rps", "p50_ms", "p99_ms")
 
 
 def _log(text: str) -> None:
@@ -92,7 +94,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = runs[0]
     summary: dict[str, Any] = {"config": first["config"], "scenario": first["scenario"], "runs": len(runs)}
     for key in _MEDIANS:
-        summary[key] = statistics.median(run[key] for run in runs)
+        values = [run[key] for run in runs if run.get(key) is not None]
+        if values:
+            summary[key] = statistics.median(values)
     delivered: dict[str, list[int]] = {}
     problems = 0
     for run in runs:
@@ -106,12 +110,34 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def _ratio(name: str, top: Optional[float], bottom: Optional[float], limit: float, stretch: float = 0.0) -> Target:
+def _ratio(
+    name: str, top: Optional[float], bottom: Optional[float], limit: float, stretch: float = 0.0, at_most: bool = True
+) -> Target:
     if top is None or not bottom:
         return Target(name, None, limit, None, "not measured in this run")
     value = top / bottom
-    detail = f"stretch {stretch:g}: {'met' if value <= stretch else 'not met'}" if stretch else ""
-    return Target(name, value, limit, value <= limit, detail)
+    hit = (lambda bound: value <= bound) if at_most else (lambda bound: value >= bound)
+    detail = f"stretch {stretch:g}: {'met' if hit(stretch) else 'not met'}" if stretch else ""
+    return Target(name, value, limit, hit(limit), detail)
+
+
+def served_targets(served: dict[str, dict[str, dict[str, Any]]]) -> list[Target]:
+    """The WSGI comparison's end-to-end targets, for uvicorn + wrk."""
+
+    def get(config: str, key: str) -> Optional[float]:
+        value = served.get(config, {}).get("ok", {}).get(key)
+        return None if value is None else float(value)
+
+    found = [
+        _ratio("uvicorn: e req/s ≥ 0.7 × b", get("e", "rps"), get("b", "rps"), 0.7, 0.85, at_most=False),
+        _ratio("uvicorn: e req/s ≥ 3 × d", get("e", "rps"), get("d", "rps"), 3.0, at_most=False),
+        _ratio("uvicorn: e p99 ≤ 1.2 × b", get("e", "p99_ms"), get("b", "p99_ms"), 1.2),
+    ]
+    e = served.get("e", {}).get("ok")
+    if e is not None:
+        lost = [f"{channel} {got}/{want}" for channel, (got, want) in e["delivered"].items() if got != want]
+        found.append(Target("uvicorn: e delivers everything", float(len(lost)), 0, not lost, ", ".join(lost)))
+    return found
 
 
 def targets(table: dict[str, dict[str, dict[str, Any]]]) -> list[Target]:
@@ -136,6 +162,27 @@ def targets(table: dict[str, dict[str, dict[str, Any]]]) -> list[Target]:
                 Target(f"{config}: message spans cost (CPU/req {config} ÷ {base}, ok)", cost / get(base, "ok"), 0, None)  # type: ignore[operator]
             )
     return found
+
+
+def served_markdown(served: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    lines = [
+        "",
+        "### uvicorn + wrk (-t1 -c1), ok",
+        "",
+        "| config | req/s | p50 ms | p99 ms | server CPU µs/req | delivered/expected |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for config, by_scenario in served.items():
+        for summary in by_scenario.values():
+            delivered = ", ".join(
+                f"{channel} {got}/{want}" if got == want else f"**{channel} {got}/{want}**"
+                for channel, (got, want) in summary["delivered"].items()
+            )
+            lines.append(
+                f"| {LABELS[config]} | {summary['rps']:.0f} | {summary['p50_ms']:.2f} | {summary['p99_ms']:.2f} | "
+                f"{summary['cpu_us']:.0f} | {delivered or '—'} |"
+            )
+    return lines
 
 
 def markdown(table: dict[str, dict[str, dict[str, Any]]], found: list[Target]) -> str:
@@ -165,6 +212,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma list of {','.join(CONFIGS)}")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of ok,errors,unsampled")
     parser.add_argument("--json", type=Path, help="write every figure and target here")
+    parser.add_argument("--wrk-seconds", type=float, default=10.0, help="seconds of wrk per configuration")
+    parser.add_argument("--no-wrk", action="store_true", help="skip uvicorn + wrk (smoke always does)")
     args = parser.parse_args(argv)
     requests = args.requests or (200 if args.smoke else 10000)
     repeat = args.repeat or (1 if args.smoke else 3)
@@ -189,13 +238,25 @@ def main(argv: Optional[list[str]] = None) -> int:
                     run = _one(config, scenario, requests, sink, env)
                     runs.setdefault((config, scenario), []).append(run)
                     _log(f"[round {number + 1}/{repeat}] {config} {scenario}: {run['cpu_us']:.0f} µs CPU/req")
+        served: dict[str, dict[str, dict[str, Any]]] = {}
+        wrk = None if args.smoke or args.no_wrk else find_wrk(install=False, log=_log)
+        if wrk is None and not (args.smoke or args.no_wrk):
+            _log("NOTICE: wrk is missing (Debian: `apt-get install wrk`): the uvicorn figures are skipped.")
+        for config in configs if wrk is not None else ():
+            sink.reset()
+            run = asgi_served.measure(config, "ok", args.wrk_seconds, wrk, sink.otlp_endpoint, sink.dsn, env)
+            run.update(config=config, scenario="ok", counts=sink.counts())
+            served[config] = {"ok": summarize([run])}
+            _log(f"[uvicorn] {config}: {run['rps']:.0f} req/s, p99 {run.get('p99_ms', 0):.2f} ms")
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for config in configs:
         for scenario in scenarios:
             table.setdefault(config, {})[scenario] = summarize(runs[(config, scenario)])
-    found = targets(table)
+    found = targets(table) + served_targets(served)
     load_after = os.getloadavg()
     print(markdown(table, found))
+    if served:
+        print("\n".join(served_markdown(served)))
     print(
         f"\n{os.cpu_count()} CPUs, Python {platform.python_version()}; {requests} requests x {repeat} rounds in "
         f"process; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
@@ -208,6 +269,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "settings": {"requests": requests, "repeat": repeat, "configs": configs, "scenarios": scenarios},
             "labels": LABELS,
             "inprocess": table,
+            "uvicorn": served,
             "targets": [target.as_dict() for target in found],
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
