@@ -346,3 +346,33 @@ def test_captured_headers_are_sanitized_as_for_wsgi(otlp_receiver: OtlpReceiver)
     assert span.attributes["http.request.header.authorization"] == ["[REDACTED]"]  # no send_default_pii
     assert span.attributes["http.response.header.content_type"] == ["text/plain; charset=utf-8"]
     assert "client.address" not in span.attributes
+
+
+def test_unsampled_request_still_reports_its_error_with_its_request(
+    otlp_receiver: OtlpReceiver, sentry_receiver: SentryReceiver
+) -> None:
+    bridge.init(
+        service_name="asgi-tests", otlp_endpoint=otlp_receiver.endpoint, dsn=sentry_receiver.dsn, traces_sample_rate=0.0
+    )
+
+    async def fails(request: Request) -> PlainTextResponse:
+        bridge.set_tag("order", "o-7")
+        raise OverflowError("basket too large")
+
+    app = bridge.BridgeASGIMiddleware(Starlette(routes=[Route("/orders/{order_id}", fails)]))
+    with served_asgi(app) as port:
+        assert get(port, "/orders/7", {"User-Agent": "probe/1.0", "Cookie": "session=secret"}).status == 500
+    assert exported(otlp_receiver) == []  # not sampled: no span leaves
+    assert sentry_receiver.transactions() == []
+    [error] = sentry_receiver.events()
+    value = error["exception"]["values"][-1]
+    assert value["type"] == "OverflowError"
+    assert (value["mechanism"]["type"], value["mechanism"]["handled"]) == ("asgi", False)
+    assert error["transaction"] == "GET /orders/{order_id}"
+    tags = error["tags"]
+    assert (dict(tags) if isinstance(tags, list) else tags)["order"] == "o-7"
+    headers = error["request"]["headers"]
+    headers = dict(headers) if isinstance(headers, list) else headers
+    assert headers["User-Agent"] == "probe/1.0"
+    assert headers["Cookie"] != "session=secret"  # masked without send_default_pii
+    assert sentry_receiver.problems == []
