@@ -7,8 +7,7 @@ Handled or not: an ``exception`` event whose ``exception.escaped`` is true did n
 ``exception.escaped`` false, but then ends the span with status ERROR described as ``"Type: message"`` (or
 ``"message"``); so the last exception event of such a span also counts as escaped. Everything else is handled
 (Sentry's own default for an event without mechanism). Escaped exceptions get ``{"type": "wsgi",
-"handled": false}`` (``"otel"`` instead of ``"wsgi"`` for spans of non-Python services; the span's
-``sentry.mechanism`` attribute, ``"asgi"`` from ``bridge.asgi``, when set), handled ones
+"handled": false}`` (``"otel"`` instead of ``"wsgi"`` for spans of non-Python services), handled ones
 ``{"type": "generic", "handled": true}``.
 """
 
@@ -113,6 +112,9 @@ def _event_base(
     code = naming.http_status(attributes)
     if code is not None:
         contexts["response"] = {"status_code": code}
+    celery = naming.celery_context(attributes)
+    if celery is not None:
+        contexts["celery"] = celery
     event["contexts"] = contexts
     if transaction:
         event["transaction"] = transaction[:MAX_VALUE_CHARS]
@@ -152,9 +154,8 @@ def _fit(event: dict[str, Any]) -> dict[str, Any]:
 def _mechanism_type(view: ResourceView, handled: bool, attributes: Mapping[str, Any] | None = None) -> str:
     if handled:
         return "generic"
-    # The surface that saw the exception escape may say which it was (``sentry.mechanism``: ``asgi``).
-    named = attributes.get("sentry.mechanism") if attributes else None
-    if isinstance(named, str) and named:
+    named = naming.mechanism_for(attributes) if attributes else None  # a task, a traced function...
+    if named:
         return named
     return "wsgi" if view.language in (None, "python") else "otel"
 
@@ -261,22 +262,19 @@ def exception_event(
     resource: Mapping[str, Any] | None,
     options: ConvertOptions,
     traceback: TracebackType | None = None,
+    mechanism_type: str | None = None,
 ) -> dict[str, Any]:
-    """An error event for a live exception outside any recorded span (the request was not sampled).
+    """An error event for a live exception captured in this process (``bridge.sentry.capture``).
 
     ``attributes`` are the request's span attributes (an HTTP server request when they name a method).
+    ``mechanism_type``: ``logging``, ``excepthook``... (default: ``generic`` if handled, else ``wsgi``).
     """
     view = resource_view(resource, options)
     status = StatusCode.UNSET if handled else StatusCode.ERROR
     event = _unrecorded_base(view, options, trace_id, span_id, parent_span_id, transaction, attributes, status)
     event["level"] = "error"
-    values = exception_values(
-        exc,
-        handled=handled,
-        mechanism_type=_mechanism_type(view, handled, attributes),
-        options=options,
-        traceback=traceback,
-    )
+    kind = mechanism_type or _mechanism_type(view, handled, attributes)
+    values = exception_values(exc, handled=handled, mechanism_type=kind, options=options, traceback=traceback)
     event["exception"] = {"values": values}
     return _fit(event)
 
@@ -293,7 +291,7 @@ def message_event(
     resource: Mapping[str, Any] | None,
     options: ConvertOptions,
 ) -> dict[str, Any]:
-    """A message event (``capture_message``) linked to a trace, outside any recorded span."""
+    """A message event (``capture_message``, a log record) captured in this process, linked to its trace."""
     view = resource_view(resource, options)
     event = _unrecorded_base(view, options, trace_id, span_id, parent_span_id, transaction, attributes, None)
     event["level"] = _level(level)
