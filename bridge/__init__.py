@@ -3,10 +3,12 @@
 import bridge
 bridge.init()                          # configured from OTEL_* and SENTRY_* variables
 app = bridge.BridgeMiddleware(app)     # one SERVER span per request; errors to both backends
+app = bridge.BridgeASGIMiddleware(app) # the same for ASGI apps (FastAPI, Starlette, Django, Channels)
 """
 
 from __future__ import annotations
 
+from bridge.asgi import BridgeASGIMiddleware
 from bridge.errors import ConfigError
 from bridge.health import BridgeStats, OtlpStats
 from bridge.jobs import monitor, trace
@@ -29,6 +31,7 @@ from bridge.wsgi import BridgeMiddleware
 
 __all__ = [
     "Bridge",
+    "BridgeASGIMiddleware",
     "BridgeMiddleware",
     "BridgeStats",
     "ConfigError",

@@ -8,14 +8,18 @@
 
     application = instrument_application(get_wsgi_application())
 
+``asgi.py`` (Django under uvicorn, hypercorn or daphne; a Channels ``ProtocolTypeRouter`` too)::
+
+    application = instrument_asgi_application(get_asgi_application())
+
 - :class:`RouteMiddleware` names the span after ``request.resolver_match.route``, the full route
   through every ``include()``: ``users/<int:user_id>`` → ``GET /users/{user_id}``; a ``re_path`` regex
   ``^users/(?P<user_id>[0-9]+)$`` → ``GET /users/{user_id}``. When no WSGI span exists for the request
-  (Django's test ``Client``, ``runserver`` with an unwrapped ``wsgi.py``), it makes the request's span
-  itself, with the same attributes, hooks and privacy rules as :class:`~bridge.BridgeMiddleware`; the span
-  ends when the response is closed (the test client and every WSGI server close it) or, for a streaming
-  response, when its content is exhausted or raises. With both present there is one span per request:
-  the WSGI wrapper's.
+  (Django's test ``Client``, ``runserver`` with an unwrapped ``wsgi.py``; not under ASGI), it makes the
+  request's span itself, with the same attributes, hooks and privacy rules as
+  :class:`~bridge.BridgeMiddleware`; the span ends when the response is closed (the test client and every
+  WSGI server close it) or, for a streaming response, when its content is exhausted or raises. With both
+  present there is one span per request: the WSGI wrapper's.
 - :func:`instrument_application` wraps the WSGI handler in :class:`~bridge.BridgeMiddleware` (which
   closes every response, so Django's ``request_finished`` fires for every request).
 - Either connects ``got_request_exception``: Django sends it, inside its exception handler, for every
@@ -37,7 +41,7 @@ from bridge.wsgi import BridgeMiddleware, WSGIApp, _Request
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
 
-__all__ = ["RouteMiddleware", "instrument_application", "route_template"]
+__all__ = ["RouteMiddleware", "instrument_application", "instrument_asgi_application", "route_template"]
 
 logger = logging.getLogger(__name__)
 DISPATCH_UID = "otel_sentry_bridge.got_request_exception"
@@ -52,6 +56,17 @@ def instrument_application(application: WSGIApp, **hooks: Any) -> BridgeMiddlewa
     if ROUTE_MIDDLEWARE not in getattr(settings, "MIDDLEWARE", ()):
         logger.info("otel-sentry-bridge: add %r to MIDDLEWARE to name transactions after routes", ROUTE_MIDDLEWARE)
     return BridgeMiddleware(application, **hooks)
+
+
+def instrument_asgi_application(application: Any, **hooks: Any) -> Any:
+    """``application`` (Django's ASGI handler, or a Channels ``ProtocolTypeRouter`` around it) wrapped in
+    ``bridge.BridgeASGIMiddleware``, with the same signal and route names as for WSGI; ``hooks`` go to it."""
+    from django.core.signals import got_request_exception
+
+    from bridge.asgi import BridgeASGIMiddleware
+
+    got_request_exception.connect(_record_failure, dispatch_uid=DISPATCH_UID)
+    return BridgeASGIMiddleware(application, **hooks)
 
 
 def route_template(route: str) -> str:
@@ -129,15 +144,15 @@ class RouteMiddleware:
         traced = self._traced(request) if current_scope() is None else None
         if traced is None:
             return self.get_response(request)
-        tokens = traced.activate()
+        tokens = traced.enter()
         try:
             response = self.get_response(request)
         except BaseException as exc:  # Django turns exceptions into responses; this one got past it
-            traced.deactivate(tokens)
+            traced.leave(tokens)
             traced.fail(exc)
             traced.end()
             raise
-        traced.deactivate(tokens)
+        traced.leave(tokens)
         _end_with(response, traced)
         return response
 
