@@ -169,10 +169,11 @@ class _Request(ServerRequest):
         if middleware.response_hook is not None:
             middleware.guard.call("response_hook", middleware.response_hook, span, self.environ, status, headers)
 
-    def finish(self, close: Optional[Callable[[], object]]) -> None:
-        """The request is over: call ``close`` (the app's body's ``close()``, in the request's context) and
-        end the span; only the first call does anything. An exception from ``close`` is recorded, then
-        raised to the caller (the server), the span ended all the same."""
+    def finish(self, close: Optional[Callable[[], object]], entered: bool = False) -> None:
+        """The request is over: call ``close`` (the app's body's ``close()``, in the request's context, made
+        current here unless the caller ``entered`` it already) and end the span; only the first call does
+        anything. An exception from ``close`` is recorded, then raised to the caller, the span ended all the
+        same."""
         if not self._unclaimed:  # the common second call (the server's close() after exhaustion): no raise
             return
         try:
@@ -181,14 +182,15 @@ class _Request(ServerRequest):
             return
         try:
             if close is not None:
-                tokens = self.enter()
+                tokens = None if entered else self.enter()
                 try:
                     close()
                 except BaseException as exc:
                     self.fail(exc)
                     raise
                 finally:
-                    self.leave(tokens)
+                    if tokens is not None:
+                        self.leave(tokens)
         finally:
             self._end_span()
 
@@ -323,23 +325,25 @@ class _ResponseBody:
                 self._iterator = iter(self._iterable)
             chunk = next(self._iterator)
         except StopIteration:
-            request.leave(tokens)
-            self._finish_early()  # exhausted: the app's close() now, not when (or if) the server gets to it
+            self._finish_early(tokens)  # exhausted: the app's close() now, not when (or if) the server gets to it
             raise
         except BaseException as exc:
             request.fail(exc)
-            request.leave(tokens)
-            self._finish_early()
+            self._finish_early(tokens)
             raise
         request.leave(tokens)
         return chunk
 
-    def _finish_early(self) -> None:
+    def _finish_early(self, tokens: tuple[object, Any]) -> None:
+        """From ``__next__``, the request's context still current (``tokens``): close and end, then leave."""
         self._done = True
+        request = self._request
         try:
-            self._request.finish(_close_of(self._iterable))
+            request.finish(_close_of(self._iterable), entered=True)
         except BaseException as exc:  # recorded by finish(); the server's close() raises it
             self._close_errors = [exc]
+        finally:
+            request.leave(tokens)
 
     def close(self) -> None:
         self._done = True
