@@ -24,3 +24,11 @@ fi
 if ! command -v javac >/dev/null 2>&1; then
   _apt_install default-jdk-headless
 fi
+
+# uWSGI (a test server) is compiled by pip from its sdist: a C compiler and the interpreter's headers.
+if ! command -v gcc >/dev/null 2>&1; then
+  _apt_install gcc libc6-dev
+fi
+if ! "${PYTHON:-python3}" -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  _apt_install python3-dev
+fi
