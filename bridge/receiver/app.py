@@ -30,6 +30,7 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from bridge.receiver.auth import restrict_services
 from bridge.receiver.decode import Decoded, DecodeError, decode_protobuf
 from bridge.receiver.otlpjson import decode_json
 from bridge.receiver.sink import Overloaded, Sink
@@ -109,6 +110,7 @@ class ReceiverApp:
             decoded: Decoded = decode_protobuf(data) if content_type == PROTOBUF else decode_json(data)
         except DecodeError as exc:
             raise _Refused(400, str(exc)[:1000]) from None
+        decoded.spans = restrict_services(environ, decoded.spans, decoded.reject)  # a token's services only
         try:
             accepted = self.sink.accept(decoded.spans)
         except Overloaded as exc:
@@ -243,14 +245,16 @@ def _status_body(status: int, message: str, content_type: str) -> bytes:
     return body.SerializeToString()  # type: ignore[no-any-return]
 
 
-def create_app(**settings: Any) -> ReceiverApp:
+def create_app(**settings: Any) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """The app with its Sentry sink, from keyword ``settings`` over ``OTEL_SENTRY_BRIDGE_*`` variables.
 
     For gunicorn: ``'bridge.receiver.app:create_app()'`` or ``'...:create_app(routes="routes.txt")'``.
     The sink is flushed and shut down at interpreter exit (gunicorn's worker exits that way on SIGTERM).
+    With a bearer token file, health token or per-sender limits set, the app is behind their guard
+    (``guard.py``); TLS under gunicorn: ``-c python:bridge.receiver.gunicorn_tls``.
     """
-    from bridge.receiver.settings import ServeSettings, build_sink
+    from bridge.receiver.settings import ServeSettings, build_sink, guarded
 
     config = ServeSettings.from_environ(**settings)
     sink = build_sink(config, at_exit=True)
-    return ReceiverApp(sink, max_body=config.max_body)
+    return guarded(ReceiverApp(sink, max_body=config.max_body), config)
