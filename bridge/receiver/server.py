@@ -119,6 +119,9 @@ class _Body:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # a request line that cannot be parsed gets a real status line (the base class would answer it as
+    # HTTP/0.9: a bare body that a pipelining client cannot tell from the next response)
+    default_request_version = "HTTP/1.0"
     server: WsgiServer
 
     def setup(self) -> None:
