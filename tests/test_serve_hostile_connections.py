@@ -8,7 +8,7 @@ import select
 import socket
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import pytest
 
@@ -63,7 +63,7 @@ def test_a_slowloris_sender_is_cut_off(tmp_path: Path) -> None:
         sock = socket.create_connection((str(host), int(port)), timeout=10)
         started = time.monotonic()
         cut_off = False
-        request = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n" + b"X-A: b\r\n" * 200
+        request = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 200
         for byte in request:  # one byte per 50 ms: each read is quick, the request as a whole is not
             try:
                 sock.sendall(bytes([byte]))
@@ -87,7 +87,7 @@ def test_pipelined_requests_with_a_bad_one_in_the_middle() -> None:
         body = bytes(encode(finished_spans(request_span, {"service.name": "shop"})).SerializeToString())
 
         def request(data: bytes) -> bytes:
-            head = f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            head = "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
             return head.encode() + f"Content-Length: {len(data)}\r\n\r\n".encode() + data
 
         sock = socket.create_connection((str(host), int(port)), timeout=10)

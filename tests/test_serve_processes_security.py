@@ -43,7 +43,8 @@ def body() -> bytes:
 def test_sighup_rotates_tokens_and_an_unreadable_file_keeps_the_old(tmp_path: Path) -> None:
     tokens = tmp_path / "tokens.txt"
     tokens.write_text(f"{OLD}\n")
-    command = [sys.executable, "-m", "bridge.cli", "serve", "--listen", "127.0.0.1:0", "--bearer-token-file", str(tokens)]
+    command = [sys.executable, "-m", "bridge.cli", "serve", "--listen", "127.0.0.1:0"]
+    command += ["--bearer-token-file", str(tokens)]
     env = clean_env(SENTRY_DSN="https://key@sentry.invalid/1", OTEL_SENTRY_BRIDGE_ROOT_DELAY="60")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     try:
