@@ -310,3 +310,20 @@ def test_exposed_listener_without_authentication_is_warned_about(token_file: Pat
     )
     assert exposure_warnings(secured) == []
 
+
+
+# -- collector-config --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gateway-tier2-sampler.yaml", "single-node.yaml"])
+def test_the_collector_exporter_to_serve_carries_a_token_serve_accepts(name: str, token_file: Path) -> None:
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "collector-config" / name).read_text())
+    headers = config["exporters"]["otlphttp/bridge"]["headers"]
+    resolved = {
+        key: value.replace("${env:BRIDGE_SERVE_TOKEN:-none}", ADMIN_TOKEN) for key, value in headers.items()
+    }  # as the Collector resolves it with BRIDGE_SERVE_TOKEN set
+    with serving({"SENTRY_DSN": "https://key@sentry.invalid/1"}, bearer_token_file=str(token_file)) as url:
+        assert post(url, body_of("shop"), resolved)[0] == 200
+        assert post(url, body_of("shop"), {k: v.replace(ADMIN_TOKEN, "none") for k, v in resolved.items()})[0] == 401
