@@ -26,11 +26,20 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from bridge.errors import ConfigError
 
-__all__ = ["Sender", "TokenFile", "parse_tokens", "bearer_token", "restrict_services", "SENDER_KEY", "TOKENS_KEY"]
+__all__ = [
+    "Sender",
+    "TokenFile",
+    "parse_tokens",
+    "bearer_token",
+    "restrict_services",
+    "service_of_span",
+    "SENDER_KEY",
+    "TOKENS_KEY",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -140,21 +149,31 @@ class TokenFile:
             self.refused[reason] += amount
 
 
-def restrict_services(environ: dict[str, Any], spans: list[Any], reject: Any) -> list[Any]:
-    """The ``spans`` the request's sender may send (by resource ``service.name``); ``reject(problem, n)`` the rest.
+def service_of_span(item: Any) -> str:
+    """The resource ``service.name`` of a span (or of any record with a ``resource``)."""
+    resource = getattr(item, "resource", None)
+    name = resource.attributes.get("service.name") if resource is not None else None
+    return name if isinstance(name, str) else "unknown_service"
 
-    Without an authenticated sender, or one allowed any service, the spans are returned as they are."""
+
+def restrict_services(
+    environ: dict[str, Any],
+    items: list[Any],
+    reject: Callable[[str, int], None],
+    service_of: Callable[[Any], str] = service_of_span,
+) -> list[Any]:
+    """The ``items`` (spans, log records...) the request's sender may send, by ``service_of(item)``;
+    ``reject(problem, count)`` for the rest. Without an authenticated sender, or one allowed any
+    service, ``items`` are returned as they are."""
     sender = environ.get(SENDER_KEY)
     if not isinstance(sender, Sender) or sender.services is None:
-        return spans
+        return items
     kept: list[Any] = []
     refused: Counter[str] = Counter()
-    for span in spans:
-        resource = getattr(span, "resource", None)
-        name = resource.attributes.get("service.name") if resource is not None else None
-        service = name if isinstance(name, str) else "unknown_service"
+    for item in items:
+        service = service_of(item)
         if sender.may_send_for(service):
-            kept.append(span)
+            kept.append(item)
         else:
             refused[service] += 1
     for service, count in refused.items():
