@@ -6,6 +6,9 @@
 ``serve`` receives OTLP/HTTP traces and sends them to Sentry (``bridge.receiver``). Exit status: 0 after a
 clean stop (SIGTERM or SIGINT: stop accepting, finish requests in progress, send everything buffered
 within ``--shutdown-timeout``), 2 for a configuration error, 1 when the address cannot be bound.
+SIGHUP re-reads the bearer token files (a file that cannot be read then keeps the tokens in use).
+``serve --check`` loads every setting and file as ``serve`` would and warns about an exposed listener
+(beyond loopback without a token file or TLS), then exits (docs/security.md).
 """
 
 from __future__ import annotations
