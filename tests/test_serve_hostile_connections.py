@@ -171,3 +171,20 @@ def test_fair_share_by_moving_byte_sums(load: int) -> None:
     assert limits.senders() == 1 and limits.admit("a") is None
 
 
+
+
+def test_the_request_deadline_starts_again_for_each_request_on_a_kept_alive_connection() -> None:
+    sink = RecordingSink()
+    with running(ReceiverApp(sink), request_timeout=0.5, idle_timeout=5.0) as server:
+        host, port = server.server_address[:2]
+        body = bytes(encode(finished_spans(request_span, {"service.name": "shop"})).SerializeToString())
+        connection = http.client.HTTPConnection(str(host), int(port), timeout=10)
+        statuses = []
+        for _ in range(2):
+            connection.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
+            answer = connection.getresponse()
+            answer.read()
+            statuses.append(answer.status)
+            time.sleep(1.0)  # the scenario: the connection idles longer than a request may take
+        connection.close()
+    assert statuses == [200, 200] and len(sink.spans) == 2

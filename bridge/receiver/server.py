@@ -129,7 +129,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.request = secure(self.request, self.server.ssl_context, self.server.handshake_timeout)
         super().setup()
         self.connection.settimeout(self.server.idle_timeout)  # an idle or stalled connection ends
+        plain = self.rfile
         self.rfile = reader(self.connection, self.server.idle_timeout, self.server.request_timeout)
+        plain.close()  # the base class's reader: closed, so that it holds no reference to the socket
 
     def handle(self) -> None:
         self.server._track(self, busy=False)
