@@ -179,12 +179,14 @@ def test_the_request_deadline_starts_again_for_each_request_on_a_kept_alive_conn
         host, port = server.server_address[:2]
         body = bytes(encode(finished_spans(request_span, {"service.name": "shop"})).SerializeToString())
         connection = http.client.HTTPConnection(str(host), int(port), timeout=10)
-        statuses = []
+        statuses, sockets = [], []
         for _ in range(2):
             connection.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
             answer = connection.getresponse()
             answer.read()
             statuses.append(answer.status)
+            sockets.append(connection.sock)
             time.sleep(1.0)  # the scenario: the connection idles longer than a request may take
         connection.close()
     assert statuses == [200, 200] and len(sink.spans) == 2
+    assert sockets[0] is sockets[1] is not None  # one connection, kept alive
