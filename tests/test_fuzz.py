@@ -92,7 +92,7 @@ def seeds(target: str, directory: Path) -> Path:
     found: list[bytes] = []
     if target == "json":
         found = [json.dumps(to_otlp_json(request)).encode(), b'{"resourceSpans": []}', b"{}"]
-    elif target == "protobuf":
+    elif target in ("protobuf", "convert"):
         found = [wire, b""]
     elif target == "gzip":
         found = [gzip.compress(wire), zlib.compress(wire), gzip.compress(b"a") * 2, gzip.compress(b"\0" * 4096)]

@@ -3,6 +3,8 @@
 What each may raise and still be correct (anything else escaping is a finding):
 - ``json`` / ``protobuf``: ``DecodeError`` (the request is answered 400);
 - ``gzip``: the app's refusal (400 for broken data, 413 past the limit), for gzip and deflate;
+- ``convert``: the protobuf path on to Sentry: decoded spans become transactions and error events, and
+  those become envelopes; nothing may raise past the decoder's ``DecodeError``;
 - the six stack-trace parsers: nothing at all (they take any text and return what they could read).
 A result that is not the documented shape is a finding too.
 """
@@ -14,6 +16,10 @@ from typing import Callable
 from bridge.receiver import app as receiver_app
 from bridge.receiver.decode import Decoded, DecodeError, decode_protobuf
 from bridge.receiver.otlpjson import decode_json
+from bridge.sentry.context import ConvertOptions
+from bridge.sentry.convert import transaction_event
+from bridge.sentry.envelope import Envelope
+from bridge.sentry.errors import error_events
 from bridge.stacktraces.dotnet import parse_dotnet
 from bridge.stacktraces.go import parse_go
 from bridge.stacktraces.java import parse_java
@@ -45,6 +51,21 @@ def fuzz_protobuf(data: bytes) -> None:
         pass
 
 
+def fuzz_convert(data: bytes) -> None:
+    try:
+        decoded = decode_protobuf(data)
+    except DecodeError:
+        return
+    options = ConvertOptions()
+    spans = decoded.spans
+    for span in spans:
+        children = [other for other in spans if other is not span]
+        transaction = transaction_event(span, children, options)
+        Envelope.for_event(transaction).serialize()
+        for event in error_events(span, transaction.get("transaction"), options):
+            Envelope.for_event(event).serialize()
+
+
 def fuzz_gzip(data: bytes) -> None:
     for encoding in ("gzip", "deflate"):
         try:
@@ -68,6 +89,7 @@ def _stack(parser: Callable[[str], list[dict]]) -> Callable[[bytes], None]:  # t
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "json": fuzz_json,
     "protobuf": fuzz_protobuf,
+    "convert": fuzz_convert,
     "gzip": fuzz_gzip,
     "python": _stack(parse_python),
     "java": _stack(parse_java),
