@@ -9,6 +9,9 @@ Status codes, as the OTLP/HTTP specification asks:
   Content-Encoding (``gzip``, ``deflate`` and ``identity`` are known);
 - 429 with ``Retry-After`` when the queue to Sentry is full, 503 with ``Retry-After`` while shutting down;
 - 404 for other paths, 405 for other methods, 500 (logged) should the receiver itself fail.
+In front of it, ``guard.py`` answers 401 (no valid bearer token) and 429 (a sender over its share of the
+queue) before this app sees the request; spans of services the sender's token may not send for are
+rejected here, in ``partial_success``.
 Every 4xx/5xx body is a ``google.rpc.Status``, encoded as the request was (protobuf by default).
 
 Run it under gunicorn (one worker process, since buffers are per process; threads are fine)::
