@@ -120,33 +120,41 @@ def read_responses(sock: socket.socket) -> list[tuple[int, dict[str, str]]]:
     return answers
 
 
-def test_a_noisy_sender_gets_429_before_the_others(tmp_path: Path, sentry_receiver: SentryReceiver) -> None:
+@pytest.mark.parametrize("by", ["token", "address"])
+def test_a_noisy_sender_gets_429_before_the_others(by: str, tmp_path: Path, sentry_receiver: SentryReceiver) -> None:
+    """Senders told apart by their token, or without authentication by their address (two loopback ones)."""
     sentry_receiver.responder = lambda request: Reply(hang=True)  # Sentry takes one envelope, never answers
-    tokens_path = tmp_path / "tokens.txt"
-    tokens_path.write_text("noisy-sender-0000000000000\nquiet-sender-0000000000000\n")
+    tokens = None
+    if by == "token":
+        tokens_path = tmp_path / "tokens.txt"
+        tokens_path.write_text("noisy-sender-0000000000000\nquiet-sender-0000000000000\n")
+        tokens = TokenFile(str(tokens_path))
     sink = SentrySink(Routes({}, Dsn.parse(sentry_receiver.dsn)), queue_size=4, root_delay=0)
     limits = SenderLimits(sink.queue_fill, threshold=0.5)
-    guard = Guard(ReceiverApp(sink), tokens=TokenFile(str(tokens_path)), limits=limits)
+    guard = Guard(ReceiverApp(sink), tokens=tokens, limits=limits)
     body = bytes(encode(finished_spans(request_span, {"service.name": "shop"})).SerializeToString())
     try:
         with running(guard) as server:
             host, port = server.server_address[:2]
 
-            def send(token: str) -> tuple[int, Optional[str]]:
-                connection = http.client.HTTPConnection(str(host), int(port), timeout=10)
-                headers = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"}
+            def send(sender: str) -> tuple[int, Optional[str]]:
+                source = ("127.0.0.2" if sender == "noisy" else "127.0.0.3", 0)
+                connection = http.client.HTTPConnection(str(host), int(port), timeout=10, source_address=source)
+                headers = {"Content-Type": "application/x-protobuf"}
+                if tokens is not None:
+                    headers["Authorization"] = f"Bearer {sender}-sender-0000000000000"
                 connection.request("POST", "/v1/traces", body, headers)
                 answer = connection.getresponse()
                 answer.read()
                 connection.close()
                 return answer.status, answer.getheader("Retry-After")
 
-            assert send("quiet-sender-0000000000000") == (200, None)
+            assert send("quiet") == (200, None)
             noisy: list[tuple[int, Optional[str]]] = []
             while len(noisy) < 10 and (not noisy or noisy[-1][0] == 200):
-                noisy.append(send("noisy-sender-0000000000000"))
+                noisy.append(send("noisy"))
             fill_when_refused = sink.queue_fill()
-            quiet = send("quiet-sender-0000000000000")
+            quiet = send("quiet")
     finally:
         sink.shutdown(0.5)
     assert noisy[-1] == (429, "2"), noisy
