@@ -1,7 +1,8 @@
 """The decoders under a coverage-guided fuzzer (atheris), for a bounded time, and the crashes it found.
 
-Each target (``tests/fuzz/targets.py``: OTLP JSON, OTLP protobuf, gzip/deflate, the six stack-trace
-parsers) runs ``FUZZ_SECONDS`` seconds (``OTEL_SENTRY_BRIDGE_FUZZ_SECONDS``, default 8) in its own
+Each target (``tests/fuzz/targets.py``: OTLP JSON, OTLP protobuf, protobuf on to Sentry events,
+gzip/deflate, the six stack-trace
+parsers) runs ``FUZZ_SECONDS`` seconds (``OTEL_SENTRY_BRIDGE_FUZZ_SECONDS``, default 6) in its own
 process, from seeds made here from real SDK encodings and real stack traces, with libFuzzer's bounds:
 ``-timeout`` seconds per input (a hang is a finding), ``-rss_limit_mb`` (a memory blow-up is a finding).
 A finding fails the test and its input is left in the test's temporary directory: copy it to
@@ -29,7 +30,7 @@ from tests.stacktrace_samples import DATA as STACKTRACES
 
 ROOT = Path(__file__).resolve().parent.parent
 FOUND = Path(__file__).parent / "data" / "fuzz"
-FUZZ_SECONDS = int(os.environ.get("OTEL_SENTRY_BRIDGE_FUZZ_SECONDS", "8"))
+FUZZ_SECONDS = int(os.environ.get("OTEL_SENTRY_BRIDGE_FUZZ_SECONDS", "6"))
 SAMPLES_BY_LANGUAGE = {  # hand-written traces in each runtime's format (tests/data/stacktraces)
     "go": ["go_http.txt", "go_otel_stack.txt", "go_panic.txt"],
     "dotnet": ["dotnet_console.txt", "dotnet_inner.txt"],

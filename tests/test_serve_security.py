@@ -327,3 +327,10 @@ def test_the_collector_exporter_to_serve_carries_a_token_serve_accepts(name: str
     with serving({"SENTRY_DSN": "https://key@sentry.invalid/1"}, bearer_token_file=str(token_file)) as url:
         assert post(url, body_of("shop"), resolved)[0] == 200
         assert post(url, body_of("shop"), {k: v.replace(ADMIN_TOKEN, "none") for k, v in resolved.items()})[0] == 401
+
+
+def test_a_huge_token_file_is_refused_not_cut(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.txt"
+    huge.write_text((CHECKOUT_TOKEN + "\n") * 40_000)
+    with pytest.raises(ConfigError, match="larger than"):
+        TokenFile(str(huge))

@@ -47,6 +47,7 @@ SENDER_KEY = "otel_sentry_bridge.sender"  # the WSGI environ key of the authenti
 TOKENS_KEY = "otel_sentry_bridge.tokens"  # ... and of the TokenFile, which counts refusals
 _TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750's b64token: what may follow "Bearer "
 MIN_TOKEN_LENGTH = 16
+MAX_FILE = 1 << 20  # characters: a token file is small; a huge one is a mistake (a wrong path)
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,11 @@ def parse_tokens(text: str, source: str) -> list[_Entry]:
 def _read(path: str, setting: str) -> list[_Entry]:
     try:
         with open(path, encoding="utf-8") as file:
-            text = file.read(1 << 20)
+            text = file.read(MAX_FILE + 1)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(setting, path, f"cannot read the token file ({type(exc).__name__}: {exc})") from None
+    if len(text) > MAX_FILE:
+        raise ConfigError(setting, path, f"the token file is larger than {MAX_FILE} characters")
     return parse_tokens(text, f"{setting} {path}")
 
 
