@@ -2,7 +2,8 @@
 
 Each target (``tests/fuzz/targets.py``: OTLP JSON, OTLP protobuf, protobuf on to Sentry events,
 gzip/deflate, the six stack-trace parsers) runs ``FUZZ_SECONDS`` seconds
-(``OTEL_SENTRY_BRIDGE_FUZZ_SECONDS``, default 6) in its own process, from seeds made here from real SDK encodings and real stack traces, with libFuzzer's bounds:
+(``OTEL_SENTRY_BRIDGE_FUZZ_SECONDS``, default 6) in its own process, from seeds made here from real SDK
+encodings and real stack traces, with libFuzzer's bounds:
 ``-timeout`` seconds per input (a hang is a finding), ``-rss_limit_mb`` (a memory blow-up is a finding).
 A finding fails the test and its input is left in the test's temporary directory: copy it to
 ``tests/data/fuzz/<target>/`` where ``test_found_inputs_stay_fixed`` replays it from then on.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,42 @@ def test_tls_and_tokens_under_gunicorn(
             process.wait(10)
     assert transaction["tags"]["service.name"] == "shop"
     assert len(sentry_receiver.transactions()) == 1  # nothing of billing, nothing without a token
+
+
+def test_a_stalled_tls_handshake_under_gunicorn_is_bounded(
+    tmp_path: Path, sentry_receiver: SentryReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One worker thread: a client that starts a handshake and stalls must not hold it for good."""
+    from tests.test_serve_hostile_connections import closed_by_server
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    pki = make_pki(tmp_path / "pki")
+    port = unused_port()
+    env = clean_env(
+        SENTRY_DSN=sentry_receiver.dsn,
+        OTEL_SENTRY_BRIDGE_ROOT_DELAY="0",
+        OTEL_SENTRY_BRIDGE_TLS_CERT=str(pki.server_cert),
+        OTEL_SENTRY_BRIDGE_TLS_KEY=str(pki.server_key),
+        OTEL_SENTRY_BRIDGE_HANDSHAKE_TIMEOUT="1",
+    )
+    command = [
+        sys.executable, "-m", "gunicorn", "--no-control-socket", "-c", "python:bridge.receiver.gunicorn_tls",
+        "--workers", "1", "--threads", "1", "--bind", f"127.0.0.1:{port}", "bridge.receiver.app:create_app()",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        wait_for_line(process.stderr, "Booting worker")
+        stalled = socket.create_connection(("127.0.0.1", port), timeout=10)
+        stalled.sendall(b"\x16\x03\x01\x00")  # the start of a ClientHello, then nothing
+        assert closed_by_server(stalled, 30)
+        stalled.close()
+        assert export(f"https://127.0.0.1:{port}", "shop", certificate_file=str(pki.ca)) == "SUCCESS"
+        sentry_receiver.wait_for_items("transaction", 1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

@@ -8,20 +8,48 @@ client must present one (mutual TLS), and a certificate from another CA fails th
 from __future__ import annotations
 
 import ssl
-from typing import Optional
+from typing import Any, Optional
 
 from bridge.errors import ConfigError
 
-__all__ = ["server_context", "MINIMUM_VERSION"]
+__all__ = ["server_context", "HandshakeBoundedContext", "MINIMUM_VERSION"]
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 
 
-def server_context(cert: Optional[str], key: Optional[str] = None, client_ca: Optional[str] = None) -> ssl.SSLContext:
-    """The SSL context of ``serve``; a ConfigError naming the setting and file when one cannot be used."""
+class HandshakeBoundedContext(ssl.SSLContext):
+    """An SSL context whose ``wrap_socket`` bounds a handshake done on connect by ``handshake_timeout``
+    seconds, then gives the socket back its previous timeout (for servers, such as gunicorn's threaded
+    worker, that wrap a blocking socket and would otherwise wait for a stalled handshake forever)."""
+
+    handshake_timeout: float = 10.0
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        previous = sock.gettimeout()
+        sock.settimeout(self.handshake_timeout)
+        wrapped = super().wrap_socket(sock, *args, **kwargs)
+        wrapped.settimeout(previous)
+        return wrapped
+
+
+def server_context(
+    cert: Optional[str],
+    key: Optional[str] = None,
+    client_ca: Optional[str] = None,
+    *,
+    handshake_timeout: Optional[float] = None,
+) -> ssl.SSLContext:
+    """The SSL context of ``serve``; a ConfigError naming the setting and file when one cannot be used.
+
+    With ``handshake_timeout``, a :class:`HandshakeBoundedContext` (for servers that wrap sockets
+    themselves and do the handshake on connect)."""
     if not cert:
         raise ConfigError("--tls-cert", cert, "TLS needs a certificate (--tls-cert, with --tls-key)")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if handshake_timeout is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    else:
+        context = HandshakeBoundedContext(ssl.PROTOCOL_TLS_SERVER)
+        context.handshake_timeout = handshake_timeout
     context.minimum_version = MINIMUM_VERSION
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     try:
