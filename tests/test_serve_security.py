@@ -334,3 +334,22 @@ def test_a_huge_token_file_is_refused_not_cut(tmp_path: Path) -> None:
     huge.write_text((CHECKOUT_TOKEN + "\n") * 40_000)
     with pytest.raises(ConfigError, match="larger than"):
         TokenFile(str(huge))
+
+
+def test_tokens_and_bodies_are_never_logged(token_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    canary = "canary-attribute-value-0123"
+
+    def canary_span(tracer: trace_api.Tracer) -> None:
+        with tracer.start_as_current_span("GET /cart", kind=SpanKind.SERVER, attributes={"secret": canary}):
+            pass
+
+    body = bytes(encode(finished_spans(canary_span, {"service.name": "billing"})).SerializeToString())
+    caplog.set_level("DEBUG")
+    with serving({"SENTRY_DSN": "https://key@sentry.invalid/1"}, bearer_token_file=str(token_file)) as url:
+        assert post(url, body, {"Authorization": "Bearer wrong-token-but-long-enough"})[0] == 401
+        assert post(url, body, {"Authorization": f"Bearer {CHECKOUT_TOKEN}"})[0] == 200  # billing: rejected
+        assert post(url, b"\x00broken" + canary.encode(), {"Authorization": f"Bearer {ADMIN_TOKEN}"})[0] == 400
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "listening on" in logged  # the capture works
+    for secret in (canary, CHECKOUT_TOKEN, ADMIN_TOKEN, "wrong-token-but-long-enough", "key@sentry"):
+        assert secret not in logged, secret
