@@ -133,6 +133,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile = reader(self.connection, self.server.idle_timeout, self.server.request_timeout)
         plain.close()  # the base class's reader: closed, so that it holds no reference to the socket
 
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if isinstance(self.request, ssl.SSLSocket):  # the server closes the plain socket it accepted,
+                try:  # which the TLS socket took over: close the TLS one here
+                    self.request.close()
+                except OSError:
+                    pass
+
     def handle(self) -> None:
         self.server._track(self, busy=False)
         try:
