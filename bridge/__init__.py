@@ -9,7 +9,20 @@ from __future__ import annotations
 
 from bridge.errors import ConfigError
 from bridge.health import BridgeStats, OtlpStats
-from bridge.scope import capture_exception, capture_message, set_tag, set_user
+from bridge.jobs import monitor, trace
+from bridge.scope import (
+    add_breadcrumb,
+    capture_exception,
+    capture_message,
+    last_event_id,
+    set_context,
+    set_extra,
+    set_level,
+    set_tag,
+    set_tags,
+    set_user,
+)
+from bridge.scopes import Scope, get_current_scope, get_isolation_scope, isolation_scope, new_scope
 from bridge.setup import Bridge, flush, init, shutdown, stats
 from bridge.version import __version__
 from bridge.wsgi import BridgeMiddleware
@@ -24,9 +37,22 @@ __all__ = [
     "capture_message",
     "flush",
     "init",
+    "monitor",
     "OtlpStats",
     "set_tag",
     "set_user",
     "shutdown",
     "stats",
+    "trace",
+    "Scope",
+    "add_breadcrumb",
+    "get_current_scope",
+    "get_isolation_scope",
+    "isolation_scope",
+    "last_event_id",
+    "new_scope",
+    "set_context",
+    "set_extra",
+    "set_level",
+    "set_tags",
 ]

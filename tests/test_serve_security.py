@@ -353,3 +353,48 @@ def test_tokens_and_bodies_are_never_logged(token_file: Path, caplog: pytest.Log
     assert "listening on" in logged  # the capture works
     for secret in (canary, CHECKOUT_TOKEN, ADMIN_TOKEN, "wrong-token-but-long-enough", "key@sentry"):
         assert secret not in logged, secret
+
+
+def log_request_body(service: str) -> bytes:
+    """An OTLP logs request: one exception record of ``service`` (the shape OpenTelemetry SDKs send)."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=service)))
+    record = resource_logs.scope_logs.add().log_records.add()
+    record.time_unix_nano = record.observed_time_unix_nano = 1_700_000_000_000_000_000
+    record.severity_number = 17
+    record.event_name = "exception"
+    for key, value in (("exception.type", "ValueError"), ("exception.message", "card declined")):
+        record.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+    return bytes(request.SerializeToString())
+
+
+def test_a_token_limited_to_checkout_cannot_create_log_errors_for_billing(
+    token_file: Path, sentry_receiver: SentryReceiver
+) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+    def post_logs(url: str, service: str) -> tuple[int, ExportLogsServiceResponse]:
+        host, port = url.split("://", 1)[1].rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        headers = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {CHECKOUT_TOKEN}"}
+        connection.request("POST", "/v1/logs", log_request_body(service), headers)
+        answer = connection.getresponse()
+        response = ExportLogsServiceResponse()
+        response.ParseFromString(answer.read())
+        connection.close()
+        return answer.status, response
+
+    with serving({"SENTRY_DSN": sentry_receiver.dsn}, bearer_token_file=str(token_file)) as url:
+        status, response = post_logs(url, "billing")
+        assert status == 200 and response.partial_success.rejected_log_records == 1
+        assert "may not send for service.name 'billing'" in response.partial_success.error_message
+        assert post(url.replace("/v1/traces", ""), b"", {})[0] == 401  # and /v1/traces still needs a token
+        status, response = post_logs(url, "checkout")
+        assert status == 200 and response.partial_success.rejected_log_records == 0
+        [error] = sentry_receiver.wait_for_items("event", 1)
+    assert error["tags"]["service.name"] == "checkout"
+    assert len(sentry_receiver.events()) == 1

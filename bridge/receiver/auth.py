@@ -36,6 +36,7 @@ __all__ = [
     "parse_tokens",
     "bearer_token",
     "restrict_services",
+    "restrict_resources",
     "service_of_span",
     "SENDER_KEY",
     "TOKENS_KEY",
@@ -185,3 +186,39 @@ def restrict_services(
     if refused and isinstance(counter, TokenFile):
         counter.count("service_not_allowed", sum(refused.values()))
     return kept
+
+
+def _proto_service(resource_entry: Any) -> str:
+    for attribute in resource_entry.resource.attributes:
+        if attribute.key == "service.name" and attribute.value.WhichOneof("value") == "string_value":
+            return str(attribute.value.string_value)
+    return "unknown_service"
+
+
+def restrict_resources(environ: dict[str, Any], entries: Any, records_of: Callable[[Any], int]) -> Counter[str]:
+    """Remove from the repeated protobuf field ``entries`` (e.g. ``ExportLogsServiceRequest.resource_logs``)
+    the resources whose ``service.name`` the request's sender may not send for; the problems, with the
+    number of records (``records_of(entry)``) each rejected, for ``partial_success``."""
+    sender = environ.get(SENDER_KEY)
+    problems: Counter[str] = Counter()
+    if not isinstance(sender, Sender) or sender.services is None:
+        return problems
+    kept = []
+    for entry in entries:
+        service = _proto_service(entry)
+        if sender.may_send_for(service):
+            kept.append(entry)
+        else:
+            problems[f"the {sender.name} may not send for service.name {service[:100]!r}: rejected"] += records_of(
+                entry
+            )
+    if problems:
+        copies = [type(entry)() for entry in kept]
+        for copy, entry in zip(copies, kept):
+            copy.CopyFrom(entry)
+        del entries[:]
+        entries.extend(copies)
+        counter = environ.get(TOKENS_KEY)
+        if isinstance(counter, TokenFile):
+            counter.count("service_not_allowed", sum(problems.values()))
+    return problems
