@@ -57,9 +57,9 @@ def _inprocess(
 ) -> dict[str, Any]:
     command = [
         sys.executable, "-m", "benchmarks.inprocess", "--config", config, "--scenario", scenario,
-        "--requests", str(args.requests), "--otlp", sink.otlp_endpoint, "--dsn", sink.dsn,
+        "--requests", str(args.requests), "--warmup", str(args.warmup), "--otlp", sink.otlp_endpoint, "--dsn", sink.dsn,
     ]
-    timeout = 60 + args.requests * 0.02  # 20 ms a request is 10 x the slowest stack: a hang, not a measure
+    timeout = 60 + (args.requests + args.warmup) * 0.02  # 20 ms a request: 10 x the slowest stack, a hang
     sink.reset()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
@@ -120,6 +120,7 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--smoke", action="store_true", help="~200 requests, 1 round, 1 s of wrk: checks the harness")
     parser.add_argument("--requests", type=int, help="requests per in-process run (default 10000; smoke 200)")
+    parser.add_argument("--warmup", type=int, help="unmeasured (but delivered) requests first (default 500; smoke 20)")
     parser.add_argument("--repeat", type=int, help="interleaved rounds, median kept (default 3; smoke 1)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma list of a,b,c,d,e")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of ok,errors,unsampled")
@@ -137,6 +138,7 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.requests = args.requests or (200 if args.smoke else 10000)
     args.repeat = args.repeat or (1 if args.smoke else 3)
+    args.warmup = (20 if args.smoke else 500) if args.warmup is None else args.warmup
     args.wrk_seconds = args.wrk_seconds or (1.0 if args.smoke else 10.0)
     args.configs = [c for c in args.configs.split(",") if c]
     args.scenarios = [s for s in args.scenarios.split(",") if s]
