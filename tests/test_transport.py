@@ -536,3 +536,48 @@ def test_a_full_queue_loses_transactions_before_errors_up_to_half_of_it(make: An
         transport.shutdown(0.2)
     dropped = transport.stats().dropped
     assert (dropped[("shutdown", "error")], dropped[("shutdown", "transaction")]) == (2, 2)
+
+
+def test_categories_built_in_the_caller_are_built_there_and_not_at_all_when_they_would_be_refused(
+    make: Any,
+) -> None:
+    threads: list[threading.Thread] = []
+
+    def counted(event: dict[str, Any]) -> Callable[[], Envelope]:
+        def made() -> Envelope:
+            threads.append(threading.current_thread())
+            return Envelope.for_event(event)
+
+        return made
+
+    with RecordingServer(lambda r: Reply(hang=True)) as server:
+        transport = make(server.port, queue_size=2, timeout=5, linger=0.0, build_in_caller=("transaction",))
+        assert transport.submit("transaction", counted(transaction_event()))
+        server.wait_for(1)  # the worker is stuck on this one; the queue holds the next two
+        assert transport.submit("transaction", counted(transaction_event()))
+        assert transport.submit("error", counted(error_event()))  # errors are still built on the worker
+        assert threads == [threading.main_thread()] * 2
+        assert transport.submit("transaction", counted(transaction_event())) is False  # full: never built
+        assert threads == [threading.main_thread()] * 2
+        assert transport.stats().dropped == {("queue_overflow", "transaction"): 1}
+        transport.shutdown(0.2)
+    dropped = transport.stats().dropped
+    assert (dropped[("shutdown", "error")], dropped[("shutdown", "transaction")]) == (1, 1)
+
+
+def test_a_builder_failing_in_the_caller_is_counted_and_does_not_raise(
+    server: RecordingServer, make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def failing() -> Envelope:
+        raise RuntimeError("converter bug")
+
+    transport = make(server.port, build_in_caller=("transaction",))
+    with caplog.at_level(logging.WARNING, "bridge.sentry.transport"):
+        assert transport.submit("transaction", failing) is False
+        assert transport.submit("transaction", build(transaction_event()))
+        assert transport.flush(5)
+    assert "converter bug" in caplog.text
+    requests = server.wait_for(1)
+    kinds = [kind for request in requests for kind, _ in judged(request)]
+    assert kinds.count("transaction") == 1
+    assert transport.stats().dropped == {("internal_sdk_error", "transaction"): 1}
