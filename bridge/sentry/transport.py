@@ -38,8 +38,9 @@ Design, measured with ``benchmarks/transport_cpu.py`` (2-core machine, 1.9 kB tr
   benchmarks/, issue 18). Built by the caller, each request pays for its own transaction, so arrivals
   slow down to what the process can convert, and the worker only writes bytes. The CPU is the same (it
   only moves); sentry-sdk does the same (it serializes events in the calling thread). A transaction that
-  would be refused (full queue, rate limit, shutdown) is not built. Errors are still built on the worker
-  (a request that failed should not pay for its stack trace).
+  would be refused (full queue, rate limit, shutdown) is not built. The Sentry leg builds errors there
+  too: a failing request pays for its own stack trace, and the queue holds bytes instead of exceptions,
+  tracebacks and frames.
 """
 
 from __future__ import annotations
