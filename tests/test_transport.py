@@ -538,9 +538,7 @@ def test_a_full_queue_loses_transactions_before_errors_up_to_half_of_it(make: An
     assert (dropped[("shutdown", "error")], dropped[("shutdown", "transaction")]) == (2, 2)
 
 
-def test_categories_built_in_the_caller_are_built_there_and_not_at_all_when_they_would_be_refused(
-    make: Any,
-) -> None:
+def test_once_the_worker_is_behind_the_caller_builds_and_never_what_would_be_refused(make: Any) -> None:
     threads: list[threading.Thread] = []
 
     def counted(event: dict[str, Any]) -> Callable[[], Envelope]:
@@ -551,33 +549,38 @@ def test_categories_built_in_the_caller_are_built_there_and_not_at_all_when_they
         return made
 
     with RecordingServer(lambda r: Reply(hang=True)) as server:
-        transport = make(server.port, queue_size=2, timeout=5, linger=0.0, build_in_caller=("transaction",))
+        # queue of 4: the caller builds once a quarter of it (1) waits
+        transport = make(server.port, queue_size=4, timeout=5, linger=0.0, build_in_caller=("transaction", "error"))
         assert transport.submit("transaction", counted(transaction_event()))
-        server.wait_for(1)  # the worker is stuck on this one; the queue holds the next two
+        server.wait_for(1)  # the worker built this one and is stuck sending it
+        assert threads[0] is not threading.main_thread()
+        assert transport.submit("transaction", counted(transaction_event()))  # queued as a builder
+        assert transport.submit("transaction", counted(transaction_event()))  # the worker is behind: built here
+        assert transport.submit("error", counted(error_event()))
         assert transport.submit("transaction", counted(transaction_event()))
-        assert transport.submit("error", counted(error_event()))  # errors are still built on the worker
-        assert threads == [threading.main_thread()] * 2
+        assert threads[1:] == [threading.main_thread()] * 3
         assert transport.submit("transaction", counted(transaction_event())) is False  # full: never built
-        assert threads == [threading.main_thread()] * 2
+        assert len(threads) == 4
         assert transport.stats().dropped == {("queue_overflow", "transaction"): 1}
         transport.shutdown(0.2)
     dropped = transport.stats().dropped
-    assert (dropped[("shutdown", "error")], dropped[("shutdown", "transaction")]) == (1, 1)
+    assert (dropped[("shutdown", "error")], dropped[("shutdown", "transaction")]) == (1, 3)
 
 
 def test_a_builder_failing_in_the_caller_is_counted_and_does_not_raise(
-    server: RecordingServer, make: Any, caplog: pytest.LogCaptureFixture
+    make: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     def failing() -> Envelope:
         raise RuntimeError("converter bug")
 
-    transport = make(server.port, build_in_caller=("transaction",))
-    with caplog.at_level(logging.WARNING, "bridge.sentry.transport"):
-        assert transport.submit("transaction", failing) is False
+    with RecordingServer(lambda r: Reply(hang=True)) as server:
+        transport = make(server.port, queue_size=4, timeout=5, linger=0.0, build_in_caller=("transaction",))
         assert transport.submit("transaction", build(transaction_event()))
-        assert transport.flush(5)
-    assert "converter bug" in caplog.text
-    requests = server.wait_for(1)
-    kinds = [kind for request in requests for kind, _ in judged(request)]
-    assert kinds.count("transaction") == 1
-    assert transport.stats().dropped == {("internal_sdk_error", "transaction"): 1}
+        server.wait_for(1)  # the worker is stuck on this one
+        assert transport.submit("transaction", build(transaction_event()))  # one waits: the worker is behind
+        with caplog.at_level(logging.WARNING, "bridge.sentry.transport"):
+            assert transport.submit("transaction", failing) is False  # built here, and it failed here
+        assert "converter bug" in caplog.text
+        assert transport.stats().dropped == {("internal_sdk_error", "transaction"): 1}
+        assert transport.stats().queued == 1
+        transport.shutdown(0.2)
