@@ -9,7 +9,14 @@ written as protobuf wire format directly (the field numbers of ``opentelemetry/p
   (a bounded cache: ``http.request.method=GET`` is the same bytes on every request);
 - the resource and the instrumentation scope are encoded once per object (by identity; a span holds
   a reference, so the object and its cache entry live as long as spans refer to it);
-- spans are grouped by resource, then scope, as OpenTelemetry's encoder does.
+- spans are grouped by resource, then scope, as OpenTelemetry's encoder does, but by identity first
+  (hashing a resource or a scope serializes its attributes to JSON: once per distinct object here, not
+  once per span), then distinct-but-equal ones are merged;
+- attributes are read from one C-level copy of the SDK's mapping proxy (its ``items()`` goes through the
+  Mapping protocol, key by key).
+
+Measured (a 512-span batch of the benchmark's request span): 42.6 us per span for OpenTelemetry's
+encoder, 8.7 us here.
 
 What it writes decodes to the same ``ExportTraceServiceRequest`` that OpenTelemetry's ``encode_spans``
 builds (tests/test_otlp_encode.py decodes both with opentelemetry-proto and compares them), including an
@@ -92,7 +99,9 @@ def _attributes(tag: bytes, attributes: Optional[Mapping[str, Any]]) -> bytes:
         return b""
     parts = []
     cache = _scalar_cache
-    for key, value in attributes.items():
+    copy = getattr(attributes, "copy", None)  # the SDK's mapping proxy: one C-level copy reads far faster
+    items = copy().items() if copy is not None else attributes.items()
+    for key, value in items:
         kind = type(value)
         if kind is str or kind is int or kind is bool or kind is float:
             cache_key = (key, kind, value)  # the type too: True == 1 == 1.0 must not share an entry
@@ -225,22 +234,52 @@ def _scope(scope: Any) -> bytes:
     return _field(b"\x0a", body)
 
 
+def _merged(groups: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """Groups made by identity, merged where their keys are equal (distinct but equal resources or scopes
+    are one group in OpenTelemetry's encoder, which groups by hash). Hashing a resource or a scope
+    serializes its attributes to JSON: done once per distinct object here, not once per span."""
+    if len(groups) < 2:
+        return groups
+    merged: dict[Any, Any] = {}
+    for key, value in groups:
+        if key in merged:
+            merged[key] = _combine(merged[key], value)
+        else:
+            merged[key] = value
+    return list(merged.items())
+
+
+def _combine(first: Any, second: Any) -> Any:
+    if isinstance(first, list):
+        return first + second
+    combined = {scope_id: (scope, list(encoded)) for scope_id, (scope, encoded) in first.items()}
+    for scope_id, (scope, encoded) in second.items():
+        if scope_id in combined:
+            combined[scope_id][1].extend(encoded)
+        else:
+            combined[scope_id] = (scope, encoded)
+    return combined
+
+
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
-    """A serialized ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource and scope."""
-    grouped: dict[Any, dict[Any, list[bytes]]] = {}
+    """A serialized ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource, then scope."""
+    # id(resource) -> (resource, id(scope) -> (scope, [encoded spans])); the spans hold both alive
+    grouped: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
     for span in spans:
-        by_scope = grouped.get(span.resource)
-        if by_scope is None:
-            by_scope = grouped[span.resource] = {}
+        resource = span.resource
+        entry = grouped.get(id(resource))
+        if entry is None:
+            entry = grouped[id(resource)] = (resource, {})
         scope = span.instrumentation_scope or None
-        encoded = by_scope.get(scope)
-        if encoded is None:
-            encoded = by_scope[scope] = []
-        encoded.append(_field(b"\x12", _span(span)))  # ScopeSpans 2: spans
+        by_scope = entry[1]
+        scoped = by_scope.get(id(scope))
+        if scoped is None:
+            scoped = by_scope[id(scope)] = (scope, [])
+        scoped[1].append(_field(b"\x12", _span(span)))  # ScopeSpans 2: spans
     out = []
-    for resource, by_scope in grouped.items():
+    for resource, by_scope in _merged(list(grouped.values())):
         body = [_cached(_resource_cache, resource, _resource)]
-        for scope, encoded in by_scope.items():
+        for scope, encoded in _merged(list(by_scope.values())):
             scope_spans = _cached(_scope_cache, scope, _scope) + b"".join(encoded)
             if scope is not None and scope.schema_url:
                 scope_spans += _field(b"\x1a", scope.schema_url.encode("utf-8"))  # 3: schema_url

@@ -158,3 +158,16 @@ def test_the_otlp_leg_delivers_what_it_encodes(otlp_receiver: OtlpReceiver) -> N
     assert by_name["outer"].attributes["flag"] is True and by_name["outer"].attributes["values"] == [1.5, 2.5]
     assert by_name["inner"].events == [("note", {"n": 1})]
     assert by_name["outer"].resource["service.name"] == "encoded"
+
+
+def test_equal_resources_and_scopes_of_distinct_objects_are_one_group_as_in_opentelemetrys_encoder() -> None:
+    keep = Keep()
+    providers = [_provider(Resource({"service.name": "same"}), keep) for _ in range(2)]
+    for number, provider in enumerate(providers):
+        for tracer in (provider.get_tracer("lib", "1"), provider.get_tracer("lib", "1"), provider.get_tracer("other")):
+            tracer.start_span(f"span {number}").end()
+    assert len({id(span.resource) for span in keep.spans}) == 2
+    ours = ExportTraceServiceRequest.FromString(encode_spans(keep.spans))
+    assert ours == sdk_encode_spans(keep.spans)
+    assert [len(r.scope_spans) for r in ours.resource_spans] == [2]
+    assert [len(ss.spans) for ss in ours.resource_spans[0].scope_spans] == [4, 2]
