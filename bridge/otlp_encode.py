@@ -7,8 +7,8 @@ written as protobuf wire format directly (the field numbers of ``opentelemetry/p
 
 - attributes whose value is a str, bool, int or float are encoded once per (key, value) and reused
   (a bounded cache: ``http.request.method=GET`` is the same bytes on every request);
-- the resource and the instrumentation scope are encoded once per object (by identity; a span holds
-  a reference, so the object and its cache entry live as long as spans refer to it);
+- the resource and the instrumentation scope are encoded once per object (by identity; the cache holds
+  the object, so its id is not reused while its entry exists);
 - spans are grouped by resource, then scope, as OpenTelemetry's encoder does, but by identity first
   (hashing a resource or a scope serializes its attributes to JSON: once per distinct object here, not
   once per span), then distinct-but-equal ones are merged;
