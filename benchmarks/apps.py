@@ -15,6 +15,7 @@ the endpoint, the DSN, and the sampling of the scenario.
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -39,12 +40,17 @@ class App:
         self.fail = fail
         self.calls = 0
         self.raised = 0
+        self._lock = threading.Lock()  # gunicorn's gthread worker calls the app from several threads
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        self.calls += 1
-        if self.fail and self.calls % ERROR_EVERY == 0:
-            self.raised += 1
-            raise AppError(f"request {self.calls} failed on purpose")
+        with self._lock:
+            self.calls += 1
+            number = self.calls
+            fails = self.fail and number % ERROR_EVERY == 0
+            if fails:
+                self.raised += 1
+        if fails:
+            raise AppError(f"request {number} failed on purpose")
         body = b"hello, world\n"
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]

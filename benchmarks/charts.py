@@ -62,26 +62,75 @@ def cpu_chart(document: dict[str, Any], out: Path) -> Optional[Path]:
     return out
 
 
+def _workers(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """gunicorn's figures per worker class (older results hold the sync worker's only)."""
+    workers: dict[str, dict[str, Any]] = document.get("gunicorn_workers") or {}
+    if not workers and document.get("gunicorn"):
+        workers = {"sync": document["gunicorn"]}
+    return workers
+
+
 def gunicorn_chart(document: dict[str, Any], out: Path) -> Optional[Path]:
-    """Requests/s and p99 under gunicorn + wrk, per stack (two panels)."""
-    served: dict[str, dict[str, Any]] = document.get("gunicorn") or {}
-    rows = [(c, s["ok"]) for c, s in served.items() if "ok" in s]
+    """Requests/s and p99 under gunicorn + wrk, per stack: one row of two panels per worker class."""
+    workers = {w: [(c, s["ok"]) for c, s in served.items() if "ok" in s] for w, served in _workers(document).items()}
+    workers = {w: rows for w, rows in workers.items() if rows}
+    if not workers:
+        return None
+    plt = _pyplot()
+    connections = (document.get("settings") or {}).get("wrk_connections", 16)
+    fig, axes = plt.subplots(len(workers), 2, figsize=(9, 3.2 * len(workers)), squeeze=False)
+    for (worker, rows), (left, right) in zip(workers.items(), axes):
+        names = [_label(document, c) for c, _ in rows]
+        colours = [_COLOURS.get(c) for c, _ in rows]
+        bars = left.barh(names, [r.get("rps", 0.0) for _, r in rows], color=colours)
+        left.bar_label(bars, fmt="%.0f", fontsize=7)
+        left.set_xlabel("requests/s (higher is better)")
+        left.set_title(f"{worker} worker", fontsize=9, loc="left")
+        left.invert_yaxis()
+        bars = right.barh(names, [r.get("p99_ms", 0.0) for _, r in rows], color=colours)
+        right.bar_label(bars, fmt="%.2f", fontsize=7)
+        right.set_xlabel("p99 ms (lower is better)")
+        right.invert_yaxis()
+        right.set_yticklabels([])
+    fig.suptitle(f"gunicorn (one worker) at saturation: wrk, {connections} connections")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+_CHANNEL_NAMES = {"otlp_spans": "OTLP spans", "sentry_transactions": "Sentry transactions", "sentry_errors": "errors"}
+
+
+def losses_chart(document: dict[str, Any], out: Path) -> Optional[Path]:
+    """Share of the items each stack lost (counted by the sink), per channel: in process (ok) and under gunicorn."""
+    places = [("in process", document.get("inprocess") or {})]
+    places += [(f"gunicorn {w}", served) for w, served in _workers(document).items()]
+    rows: list[tuple[str, str, float]] = []  # (place, config, % lost of every channel together)
+    for place, table in places:
+        for config, by_scenario in table.items():
+            summary = by_scenario.get("ok")
+            if not summary or not summary.get("delivered"):
+                continue
+            got = sum(pair[0] for pair in summary["delivered"].values())
+            want = sum(pair[1] for pair in summary["delivered"].values())
+            rows.append((place, config, 100.0 * max(0, want - got) / want if want else 0.0))
     if not rows:
         return None
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8))
-    names = [_label(document, c) for c, _ in rows]
-    colours = [_COLOURS.get(c) for c, _ in rows]
-    bars = left.barh(names, [r.get("rps", 0.0) for _, r in rows], color=colours)
-    left.bar_label(bars, fmt="%.0f", fontsize=7)
-    left.set_xlabel("requests/s (higher is better)")
-    left.invert_yaxis()
-    bars = right.barh(names, [r.get("p99_ms", 0.0) for _, r in rows], color=colours)
-    right.bar_label(bars, fmt="%.2f", fontsize=7)
-    right.set_xlabel("p99 ms (lower is better)")
-    right.invert_yaxis()
-    right.set_yticklabels([])
-    fig.suptitle("gunicorn (1 sync worker) driven by wrk")
+    place_names = list(dict.fromkeys(place for place, _, _ in rows))
+    configs = list(dict.fromkeys(config for _, config, _ in rows))
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / max(len(configs), 1)
+    for index, config in enumerate(configs):
+        values = [next((v for p, c, v in rows if p == place and c == config), 0.0) for place in place_names]
+        xs = [i + index * width for i in range(len(place_names))]
+        bars = ax.bar(xs, values, width, label=_label(document, config), color=_COLOURS.get(config))
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks([i + width * (len(configs) - 1) / 2 for i in range(len(place_names))], place_names)
+    ax.set_ylabel("% of items lost (spans, transactions, errors)")
+    ax.set_title("At saturation: what each stack lost (scenario ok; counted by the sink)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -132,6 +181,7 @@ def serve_chart(document: dict[str, Any], out: Path) -> Optional[Path]:
 _CHARTS = (
     ("run.json", cpu_chart, "cpu-per-request.png"),
     ("run.json", gunicorn_chart, "gunicorn.png"),
+    ("run.json", losses_chart, "losses.png"),
     ("faults.json", faults_chart, "faults-p99.png"),
     ("serve.json", serve_chart, "serve-throughput.png"),
 )

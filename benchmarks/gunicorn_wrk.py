@@ -1,10 +1,12 @@
-"""End to end: gunicorn (1 sync worker, ``--no-control-socket``) serving one stack, driven by wrk.
+"""End to end: gunicorn (one worker, ``--no-control-socket``) serving one stack, driven by wrk at saturation.
 
-wrk runs ``-t1 -c1 --latency``: a sync worker serves one connection at a time (and closes it after each
-response), so one connection keeps it busy without queueing; more connections would only wait in the
-listen backlog and turn p99 into a measure of that queue. After wrk, gunicorn gets SIGTERM; the worker's
-``worker_exit`` hook flushes and shuts the SDKs down (bounded) and writes what it served, so delivered
-counts are complete and expected counts exact (the readiness probe included).
+The worker is ``sync`` (one request at a time; it closes the connection after each response) or
+``gthread`` with 4 threads (kept-alive connections, requests in parallel threads: the exporters compete
+with four request threads for the GIL). wrk runs ``-t1 -c16 --latency`` (issue 18: 16 connections for
+10 s), so the worker never waits for a request: with a sync worker the other connections wait in the
+listen backlog, and p99 measures that queue as much as the stack. After wrk, gunicorn gets SIGTERM; the
+worker's ``worker_exit`` hook flushes and shuts the SDKs down (bounded) and writes what it served, so
+delivered counts are complete and expected counts exact (the readiness probe included).
 """
 from __future__ import annotations
 
@@ -21,7 +23,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["find_wrk", "parse_wrk", "measure"]
+__all__ = ["find_wrk", "parse_wrk", "measure", "WORKERS", "CONNECTIONS"]
+
+WORKERS = ("sync", "gthread")
+CONNECTIONS = 16
+_THREADS = 4  # of the gthread worker
 
 ROOT = Path(__file__).resolve().parent.parent
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -101,18 +107,31 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float) -> Non
 
 
 def measure(
-    config: str, scenario: str, seconds: float, wrk: str, otlp: str, dsn: str, env: dict[str, str]
+    config: str,
+    scenario: str,
+    seconds: float,
+    wrk: str,
+    otlp: str,
+    dsn: str,
+    env: dict[str, str],
+    worker: str = "sync",
+    connections: int = CONNECTIONS,
 ) -> dict[str, Any]:
-    """Serve ``config`` under gunicorn, drive it with wrk for ``seconds``, stop it; wrk's and the worker's figures."""
+    """Serve ``config`` under gunicorn (``worker``: sync or gthread), drive it with wrk for ``seconds`` over
+    ``connections``, stop it; wrk's and the worker's figures."""
+    if worker not in WORKERS:
+        raise ValueError(f"unknown gunicorn worker {worker!r} (one of {', '.join(WORKERS)})")
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="bench-gunicorn-") as tmp:
         stats_path, log_path = Path(tmp, "stats.json"), Path(tmp, "gunicorn.log")
         command = [
             sys.executable, "-m", "gunicorn",
-            "--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "sync", "--no-control-socket",
+            "--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", worker, "--no-control-socket",
             "--timeout", "60", "--graceful-timeout", "30", "--log-level", "warning",
             "--error-logfile", str(log_path), "-c", "python:benchmarks.gunicorn_conf",
         ]
+        if worker == "gthread":
+            command += ["--threads", str(_THREADS)]
         if os.path.isdir("/dev/shm"):
             command += ["--worker-tmp-dir", "/dev/shm"]  # the worker's heartbeat file off the disk
         command.append("benchmarks.serve:application")
@@ -122,7 +141,7 @@ def measure(
         try:
             _wait_ready(port, proc, 30.0)
             run = subprocess.run(
-                [wrk, "-t1", "-c1", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s",
+                [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s",
                  f"http://127.0.0.1:{port}/hello"],
                 capture_output=True, text=True, timeout=seconds + 30, check=True,
             )
@@ -141,5 +160,5 @@ def measure(
         stats = json.loads(stats_path.read_text())
     result.update(stats)
     result["cpu_us"] = stats["cpu_s"] / max(1, stats["served"]) * 1e6
-    result["seconds"] = seconds
+    result.update(seconds=seconds, worker=worker, connections=connections)
     return result

@@ -57,9 +57,9 @@ def _inprocess(
 ) -> dict[str, Any]:
     command = [
         sys.executable, "-m", "benchmarks.inprocess", "--config", config, "--scenario", scenario,
-        "--requests", str(args.requests), "--otlp", sink.otlp_endpoint, "--dsn", sink.dsn,
+        "--requests", str(args.requests), "--warmup", str(args.warmup), "--otlp", sink.otlp_endpoint, "--dsn", sink.dsn,
     ]
-    timeout = 60 + args.requests * 0.02  # 20 ms a request is 10 x the slowest stack: a hang, not a measure
+    timeout = 60 + (args.requests + args.warmup) * 0.02  # 20 ms a request: 10 x the slowest stack, a hang
     sink.reset()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
@@ -71,18 +71,27 @@ def _inprocess(
 
 
 def _served(
-    config: str, scenario: str, args: argparse.Namespace, wrk: str, sink: SinkProcess, env: dict[str, str]
+    config: str,
+    scenario: str,
+    worker: str,
+    args: argparse.Namespace,
+    wrk: str,
+    sink: SinkProcess,
+    env: dict[str, str],
 ) -> dict[str, Any]:
     sink.reset()
-    result = gunicorn_wrk.measure(config, scenario, args.wrk_seconds, wrk, sink.otlp_endpoint, sink.dsn, env)
+    result = gunicorn_wrk.measure(
+        config, scenario, args.wrk_seconds, wrk, sink.otlp_endpoint, sink.dsn, env, worker, args.wrk_connections
+    )
     result.update(config=config, scenario=scenario, counts=sink.counts(), channels=channels(config))
     return result
 
 
-def _measure(args: argparse.Namespace, wrk: Optional[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _measure(args: argparse.Namespace, wrk: Optional[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """In-process figures (config -> scenario -> summary) and gunicorn's (worker -> config -> scenario -> summary)."""
     env = _child_env()
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    served_runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    served_runs: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {}
     with SinkProcess(sys.executable) as sink:
         for number, order in enumerate(_rounds(args.configs, args.repeat), 1):
             for scenario in args.scenarios:
@@ -96,14 +105,15 @@ def _measure(args: argparse.Namespace, wrk: Optional[str]) -> tuple[dict[str, An
                     )
         if wrk is not None:
             for number, order in enumerate(_rounds(args.configs, args.wrk_repeat), 1):
-                for scenario in args.wrk_scenarios:
-                    for config in order:
-                        run = _served(config, scenario, args, wrk, sink, env)
-                        served_runs.setdefault((config, scenario), []).append(run)
-                        _log(
-                            f"[gunicorn {number}/{args.wrk_repeat}] {config} {scenario}: {run['rps']:.0f} req/s, "
-                            f"p99 {run.get('p99_ms', 0):.2f} ms"
-                        )
+                for worker in args.workers:
+                    for scenario in args.wrk_scenarios:
+                        for config in order:
+                            run = _served(config, scenario, worker, args, wrk, sink, env)
+                            served_runs.setdefault(worker, {}).setdefault((config, scenario), []).append(run)
+                            _log(
+                                f"[gunicorn {worker} {number}/{args.wrk_repeat}] {config} {scenario}: "
+                                f"{run['rps']:.0f} req/s, p99 {run.get('p99_ms', 0):.2f} ms"
+                            )
 
     def table(by_key: dict[tuple[str, str], list[dict[str, Any]]]) -> dict[str, Any]:
         out: dict[str, dict[str, Any]] = {}
@@ -113,19 +123,26 @@ def _measure(args: argparse.Namespace, wrk: Optional[str]) -> tuple[dict[str, An
                     out.setdefault(config, {})[scenario] = report.summarize(by_key[(config, scenario)])
         return out
 
-    return table(runs), table(served_runs)
+    return table(runs), {worker: table(by_key) for worker, by_key in served_runs.items()}
 
 
 def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--smoke", action="store_true", help="~200 requests, 1 round, 1 s of wrk: checks the harness")
-    parser.add_argument("--requests", type=int, help="requests per in-process run (default 10000; smoke 200)")
+    parser.add_argument("--requests", type=int, help="requests per in-process run (default 5000; smoke 200)")
+    parser.add_argument("--warmup", type=int, help="unmeasured (but delivered) requests first (default 500; smoke 20)")
     parser.add_argument("--repeat", type=int, help="interleaved rounds, median kept (default 3; smoke 1)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma list of a,b,c,d,e")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list of ok,errors,unsampled")
     parser.add_argument("--wrk-seconds", type=float, help="seconds of wrk per configuration (default 10; smoke 1)")
     parser.add_argument("--wrk-repeat", type=int, default=1, help="gunicorn rounds (default 1)")
     parser.add_argument("--wrk-scenarios", default="ok", help="scenarios served by gunicorn (default ok)")
+    parser.add_argument(
+        "--workers", default=",".join(gunicorn_wrk.WORKERS), help="gunicorn workers, comma list of sync,gthread"
+    )
+    parser.add_argument(
+        "--wrk-connections", type=int, default=gunicorn_wrk.CONNECTIONS, help="wrk's connections (default 16)"
+    )
     parser.add_argument("--no-wrk", action="store_true", help="skip gunicorn + wrk")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk (smoke never does)")
     parser.add_argument("--json", type=Path, help="write every figure and target here")
@@ -135,12 +152,17 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
         help="do not keep this run in benchmarks/results/run.json nor redraw docs/img (a full run does both)",
     )
     args = parser.parse_args(argv)
-    args.requests = args.requests or (200 if args.smoke else 10000)
+    args.requests = args.requests or (200 if args.smoke else 5000)  # issue 18: 5 000 x 3 after 500 warm-up
     args.repeat = args.repeat or (1 if args.smoke else 3)
+    args.warmup = (20 if args.smoke else 500) if args.warmup is None else args.warmup
     args.wrk_seconds = args.wrk_seconds or (1.0 if args.smoke else 10.0)
     args.configs = [c for c in args.configs.split(",") if c]
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     args.wrk_scenarios = [s for s in args.wrk_scenarios.split(",") if s]
+    args.workers = [w for w in args.workers.split(",") if w]
+    for worker in args.workers:
+        if worker not in gunicorn_wrk.WORKERS:
+            parser.error(f"unknown gunicorn worker {worker!r}")
     for name in (*args.configs,):
         if name not in CONFIGS:
             parser.error(f"unknown configuration {name!r}")
@@ -166,8 +188,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         wrk = gunicorn_wrk.find_wrk(install=not (args.smoke or args.no_install), log=_log)
         if wrk is None:
             _log("NOTICE: wrk is missing (Debian: `apt-get install wrk`): the gunicorn figures are skipped.")
-    inprocess, served = _measure(args, wrk)
-    found = report.targets(inprocess, served, leg)
+    inprocess, by_worker = _measure(args, wrk)
+    found = report.targets(inprocess, by_worker, leg)
     load_after = os.getloadavg()
     machine = {
         "cpus": os.cpu_count(),
@@ -177,10 +199,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         "loadavg_before": load_before,
         "loadavg_after": load_after,
     }
-    print(report.markdown(inprocess, served, found, labels))
-    wrk_text = f"{args.wrk_seconds:g} s of wrk per config" if served else "no gunicorn figures (no wrk, or --no-wrk)"
+    print(report.markdown(inprocess, by_worker, found, labels, args.wrk_connections))
+    wrk_text = (
+        f"{args.wrk_seconds:g} s of wrk -c{args.wrk_connections} per config and worker"
+        if by_worker
+        else "no gunicorn figures (no wrk, or --no-wrk)"
+    )
     print(
-        f"\n{os.cpu_count()} CPUs, Python {machine['python']}; {args.requests} requests x {args.repeat} rounds in "
+        f"\n{os.cpu_count()} CPUs, Python {machine['python']}; {args.requests} requests x {args.repeat} rounds "
+        f"after {args.warmup} warm-up in "
         f"process, {wrk_text}; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
         f"{time.monotonic() - started:.0f} s"
     )
@@ -193,7 +220,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             "sentry_leg": leg,
             "labels": labels,
             "inprocess": inprocess,
-            "gunicorn": served,
+            "gunicorn": by_worker.get("sync", {}),  # the sync worker (the key older readers know)
+            "gunicorn_workers": by_worker,
             "targets": [target.as_dict() for target in found],
         }
         text = json.dumps(document, indent=2) + "\n"

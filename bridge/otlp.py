@@ -19,8 +19,15 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bridge.config import Options
+from bridge.otlp_encode import encode_spans
 
-__all__ = ["CountingSpanExporter", "build_otlp_exporter", "SDK_EXPORTER_LOGGER", "OncePerInterval"]
+__all__ = [
+    "CountingSpanExporter",
+    "DirectOTLPSpanExporter",
+    "build_otlp_exporter",
+    "SDK_EXPORTER_LOGGER",
+    "OncePerInterval",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +90,33 @@ class CountingSpanExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
+class DirectOTLPSpanExporter(OTLPSpanExporter):
+    """OpenTelemetry's OTLP/HTTP exporter (its HTTP client, retries, headers, compression, size limit),
+    with the request body encoded by ``bridge.otlp_encode`` instead of through protobuf message objects:
+    ~5x less CPU per span (bridge/otlp_encode.py), the same bytes on the wire for what a collector decodes."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            return super().export(spans)  # the SDK's own warning and FAILURE
+        try:
+            body = encode_spans(spans)
+        except Exception:
+            logger.exception("otel-sentry-bridge: could not encode %d spans for OTLP", len(spans))
+            return SpanExportResult.FAILURE
+        limit = self._max_request_size
+        if limit > 0 and len(body) > limit:
+            logger.warning(
+                "Dropping span batch: serialized size %d bytes exceeds max_request_size %d", len(body), limit
+            )
+            return SpanExportResult.FAILURE
+        with self._metrics.export_operation(len(spans)) as result:
+            outcome = self._client.export(body)
+            if not outcome.success:
+                result.error = outcome.error
+                return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+
 class OncePerInterval(logging.Filter):
     """A logger filter: each (level, message template) passes at most once per ``interval`` seconds."""
 
@@ -114,7 +148,7 @@ def throttle_sdk_logs(interval: float = 60.0) -> None:
 
 def build_otlp_exporter(options: Options) -> CountingSpanExporter:
     throttle_sdk_logs()
-    exporter = OTLPSpanExporter(
+    exporter = DirectOTLPSpanExporter(
         endpoint=options.otlp_endpoint,
         headers=dict(options.otlp_headers),
         timeout=options.otlp_timeout,

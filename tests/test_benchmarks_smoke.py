@@ -48,6 +48,9 @@ def test_smoke_mode_runs_and_counts_what_it_delivers(tmp_path: Path) -> None:
         assert served["b"]["ok"]["rps"] > 0 and served["b"]["ok"]["p99_ms"] > 0
         got, want = served["b"]["ok"]["delivered"]["otlp_spans"]
         assert got == want > 0
+        threaded = document["gunicorn_workers"]["gthread"]  # and the gthread worker, 4 threads
+        assert set(threaded["e"]["ok"]["delivered"]) == {"otlp_spans", "sentry_transactions", "sentry_errors"}
+        assert threaded["e"]["ok"]["delivered"]["otlp_spans"][1] > 0
     else:
         assert "wrk is missing" in done.stderr
 

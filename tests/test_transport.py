@@ -536,3 +536,51 @@ def test_a_full_queue_loses_transactions_before_errors_up_to_half_of_it(make: An
         transport.shutdown(0.2)
     dropped = transport.stats().dropped
     assert (dropped[("shutdown", "error")], dropped[("shutdown", "transaction")]) == (2, 2)
+
+
+def test_once_the_worker_is_behind_the_caller_builds_and_never_what_would_be_refused(make: Any) -> None:
+    threads: list[threading.Thread] = []
+
+    def counted(event: dict[str, Any]) -> Callable[[], Envelope]:
+        def made() -> Envelope:
+            threads.append(threading.current_thread())
+            return Envelope.for_event(event)
+
+        return made
+
+    with RecordingServer(lambda r: Reply(hang=True)) as server:
+        # queue of 4: the caller builds once a quarter of it (1) waits
+        transport = make(server.port, queue_size=4, timeout=5, linger=0.0, build_in_caller=("transaction", "error"))
+        assert transport.submit("transaction", counted(transaction_event()))
+        server.wait_for(1)  # the worker built this one and is stuck sending it
+        assert threads[0] is not threading.main_thread()
+        assert transport.submit("transaction", counted(transaction_event()))  # queued as a builder
+        assert transport.submit("transaction", counted(transaction_event()))  # the worker is behind: built here
+        assert transport.submit("error", counted(error_event()))
+        assert transport.submit("transaction", counted(transaction_event()))
+        assert threads[1:] == [threading.main_thread()] * 3
+        assert transport.submit("transaction", counted(transaction_event())) is False  # full: never built
+        assert len(threads) == 4
+        assert transport.stats().dropped == {("queue_overflow", "transaction"): 1}
+        transport.shutdown(0.2)
+    dropped = transport.stats().dropped
+    assert (dropped[("shutdown", "error")], dropped[("shutdown", "transaction")]) == (1, 3)
+
+
+def test_a_builder_failing_in_the_caller_is_counted_and_does_not_raise(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def failing() -> Envelope:
+        raise RuntimeError("converter bug")
+
+    with RecordingServer(lambda r: Reply(hang=True)) as server:
+        transport = make(server.port, queue_size=4, timeout=5, linger=0.0, build_in_caller=("transaction",))
+        assert transport.submit("transaction", build(transaction_event()))
+        server.wait_for(1)  # the worker is stuck on this one
+        assert transport.submit("transaction", build(transaction_event()))  # one waits: the worker is behind
+        with caplog.at_level(logging.WARNING, "bridge.sentry.transport"):
+            assert transport.submit("transaction", failing) is False  # built here, and it failed here
+        assert "converter bug" in caplog.text
+        assert transport.stats().dropped == {("internal_sdk_error", "transaction"): 1}
+        assert transport.stats().queued == 1
+        transport.shutdown(0.2)

@@ -8,7 +8,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 __all__ = ["Item", "Envelope", "dumps", "CATEGORY_OF_ITEM"]
 
@@ -24,9 +24,34 @@ CATEGORY_OF_ITEM = {
 # cycle (only a before_send could make one) raises RecursionError in the worker, counted as internal_sdk_error.
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, check_circular=False)
 
+# orjson, when installed (the ``fast`` extra), encodes an event ~10x faster (0.6 us instead of 8 for a
+# one-span transaction, benchmarks/README.md). Its options make it write what the standard library writes
+# here: keys that are not strings become strings, datetimes and dataclasses go through ``str`` as every
+# other unknown type does. What it refuses (an int beyond 64 bits, nesting deeper than 254, a cycle) is
+# encoded by the standard library instead. Two differences remain: NaN and infinities become ``null``
+# (the standard library writes ``NaN``, which is not JSON and which Relay rejects), and small floats are
+# written ``1e-5`` rather than ``1e-05`` (the same number).
+_fast: Optional[Callable[[Any], bytes]] = None
+try:
+    import orjson
+
+    _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+    def _orjson_dumps(value: Any) -> bytes:
+        return orjson.dumps(value, default=str, option=_OPTIONS)
+
+    _fast = _orjson_dumps
+except ImportError:  # the standard library alone
+    pass
+
 
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON; values JSON cannot express become their ``str``."""
+    if _fast is not None:
+        try:
+            return _fast(value)
+        except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+            pass
     return _encoder.encode(value).encode("utf-8")
 
 

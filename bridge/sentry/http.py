@@ -13,7 +13,7 @@ plain socket with one ``sendall`` per request and one ``recv`` per response is s
 - connect and every read and write bounded by ``timeout``, and each response by a deadline;
 - HTTP/1.1 pipelining (``send_many``): up to ``pipeline_depth`` requests are written with one ``sendall``,
   then their responses are read in order. The depth starts at 1 and doubles after every batch answered in
-  full on a connection that stays open (up to ``max_pipeline_depth``, 256, and 512 kB per write); it
+  full on a connection that stays open (up to ``max_pipeline_depth``, 1 024, and 2 MB per write); it
   falls back to 1 whenever a connection ends or fails, so a server that closes after each response
   (gunicorn's sync worker) is sent one request per connection, as without pipelining.
 
@@ -50,8 +50,11 @@ __all__ = ["Response", "Sender", "BatchSender", "Outcome", "HttpClient", "Protoc
 _MAX_HEAD = 64 * 1024
 _KEPT_BODY = 512  # bytes of a response body kept for debug logs
 _PROBE_AFTER = 1.0  # seconds of idleness after which a kept-alive connection is probed before reuse
-_MAX_PIPELINE_DEPTH = 256  # requests written before their responses are read, at most
-_MAX_BATCH_BYTES = 512 * 1024  # bytes written at once, at most (one request always goes, whatever its size)
+# Requests written before their responses are read, at most. Each window costs the worker a few hand-overs
+# of the GIL (after its write and its reads), and in a process whose request thread never waits each one
+# can take a switch interval or more: 1 024 (was 256) lets one window carry a whole queue (issue 18).
+_MAX_PIPELINE_DEPTH = 1024
+_MAX_BATCH_BYTES = 2048 * 1024  # bytes written at once, at most (one request always goes, whatever its size)
 
 
 @dataclass(frozen=True)

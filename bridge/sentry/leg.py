@@ -100,6 +100,7 @@ class SentryLeg:
             timeout=options.sentry_timeout,
             compress_from=COMPRESS_FROM,
             client=f"otel-sentry-bridge/{__version__}",
+            build_in_caller=("transaction", "error"),  # issue 18: see bridge.sentry.transport
         )
         self.assembler = assembler or Assembler()
         self.sample_rate = traces_sample_rate(options)

@@ -30,10 +30,26 @@ Design, measured with ``benchmarks/transport_cpu.py`` (2-core machine, 1.9 kB tr
   per window, no gzip for small bodies, no ``os.urandom`` for event ids (``context.event_id``). What is
   left is CPU: ~35 us per one-span transaction (convert 15, DSC 5, JSON 10, envelope 5) in a quiet
   process, ~60 us under gunicorn at full load (caches shared with the request thread).
+- building in the caller when the worker is behind (``build_in_caller``, the Sentry leg: transactions
+  and errors): once a quarter of the queue is waiting, an envelope is built (converted and JSON-encoded)
+  in ``submit``, on the thread that ended the span, and the queue holds the result. While the worker
+  keeps up it builds, as before: a server's request thread waits on its sockets (gunicorn's sync worker:
+  accept, recv), and the worker converts meanwhile (built in the caller always, e's requests/s under a
+  saturated sync worker were 0.68 x OpenTelemetry's alone; so, 0.86). Why build in the caller at all:
+  in a process whose request thread never waits (a tight loop, a saturated server) the
+  worker gets the GIL only when the request thread is made to drop it, and a worker that must also
+  convert cannot keep pace on that share: its bounded queue overflowed (21 % of the transactions lost in
+  benchmarks/, issue 18). Built by the caller, each request pays for its own transaction, so arrivals
+  slow down to what the process can convert, and the worker only writes bytes. The CPU is the same (it
+  only moves); sentry-sdk does the same (it serializes events in the calling thread). A transaction that
+  would be refused (full queue, rate limit, shutdown) is not built. The Sentry leg builds errors there
+  too: a failing request pays for its own stack trace, and the queue holds bytes instead of exceptions,
+  tracebacks and frames.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -41,7 +57,7 @@ import time
 import weakref
 import zlib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -117,8 +133,13 @@ class Transport:
         client_report_interval: float = 30.0,
         linger: float = _LINGER,
         batch: int = _BATCH,
+        build_in_caller: Collection[str] = (),
     ) -> None:
         self.dsn = dsn
+        # Categories whose envelopes ``submit`` builds on the caller's thread once the worker is behind (this
+        # many queued; see the module docstring).
+        self._build_in_caller = frozenset(build_in_caller)
+        self._behind = max(1, max(1, queue_size) // 4)
         self._queue_size = max(1, queue_size)
         self._linger = max(0.0, linger)  # seconds the first queued envelope may wait for others
         self._batch = max(1, batch)  # queued envelopes that wake the worker without waiting
@@ -166,6 +187,14 @@ class Transport:
             if self._limits.is_limited(category):
                 self._lose("ratelimit_backoff", category)
                 return False
+            if category in self._build_in_caller and len(self._queue) >= self._behind:
+                if self._closed or len(self._queue) >= self._queue_size:  # refused below: not worth building
+                    self._lose("shutdown" if self._closed else "queue_overflow", category)
+                    return False
+                built = self._build(category, build)  # counts its own losses; never raises
+                if not built:
+                    return False
+                build = functools.partial(_prebuilt, built)
             evicted = False
             with self._lock:
                 queued = len(self._queue)
@@ -501,6 +530,10 @@ class Transport:
             self._log.warn(
                 "ratelimit:" + category, "Sentry rate-limits %s for %.0f s", category or "everything", seconds
             )
+
+
+def _prebuilt(envelopes: list[Envelope]) -> list[Envelope]:
+    return envelopes
 
 
 _live: weakref.WeakSet[Transport] = weakref.WeakSet()
