@@ -142,8 +142,10 @@ def pipeline(binary: Path, workdir: Path, dsn: str, *, baseline_percent: int, re
                 listen=[GRPC],
                 sets={
                     "processors::tail_sampling::decision_wait": "1s",
-                    # After 2 s of retries towards a dead serve, the exporter gives up and counts the loss.
-                    "exporters::otlphttp/bridge::retry_on_failure::max_elapsed_time": "2s",
+                    # After 3 s of retries towards a dead serve, the exporter gives up and counts the loss.
+                    "exporters::otlphttp/bridge::retry_on_failure::initial_interval": "500ms",
+                    "exporters::otlphttp/bridge::retry_on_failure::max_interval": "1s",
+                    "exporters::otlphttp/bridge::retry_on_failure::max_elapsed_time": "3s",
                 },
                 env={
                     "BASELINE_SAMPLING_PERCENTAGE": str(baseline_percent),

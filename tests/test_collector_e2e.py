@@ -28,33 +28,33 @@ SPANS_PER_TRACE = 3  # the server span and two children (below)
 DECIDED = "otelcol_processor_tail_sampling_global_count_traces_sampled"
 
 
-def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    """/<kind>/<n>: ok answers 200, fail answers 500, raise raises; each request makes two child spans."""
-    kind, number = environ["PATH_INFO"].strip("/").split("/")
-    active = bridge.active()
-    assert active is not None
-    for step in ("load", "render"):
-        with active.tracer.start_as_current_span(step):
-            pass
-    if kind == "raise":
-        raise RuntimeError(f"boom {number}")
-    start_response("500 Internal Server Error" if kind == "fail" else "200 OK", [("Content-Type", "text/plain")])
-    return [b"done"]
+def _app(instance: bridge.Bridge) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        """/<kind>/<n>: ok answers 200, fail answers 500, raise raises; each request makes two child spans."""
+        kind, number = environ["PATH_INFO"].strip("/").split("/")
+        for step in ("load", "render"):
+            with instance.tracer.start_as_current_span(step):
+                pass
+        if kind == "raise":
+            raise RuntimeError(f"boom {number}")
+        status = "500 Internal Server Error" if kind == "fail" else "200 OK"
+        start_response(status, [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    return app
 
 
-def _drive(requests: list[str]) -> None:
+def _drive(instance: bridge.Bridge, requests: list[str]) -> None:
     from werkzeug.test import Client
 
-    active = bridge.active()
-    assert active is not None
-    client = Client(bridge.BridgeMiddleware(_app))
+    client = Client(bridge.BridgeMiddleware(_app(instance)))
     for path in requests:
         if path.startswith("/raise/"):
             with pytest.raises(RuntimeError):
                 client.get(path, buffered=True)
         else:
             client.get(path, buffered=True)
-    assert active.flush(10)
+    assert instance.flush(10)
 
 
 def _start_bridge(service: str, url: str, dsn: str = "") -> bridge.Bridge:
@@ -78,6 +78,10 @@ def _by_trace(spans: list[SpanView]) -> dict[str, list[SpanView]]:
 def _path_of(trace: list[SpanView]) -> str:
     [server] = [span for span in trace if span.kind == "SERVER"]
     return str(server.attributes.get("url.path") or server.attributes.get("http.target"))
+
+
+def kept_ok_count(kept: dict[str, list[SpanView]], ok: list[str]) -> int:
+    return len({_path_of(trace) for trace in kept.values()} & set(ok))
 
 
 def _wait_decided(line: Pipeline, traces: int) -> None:
@@ -127,11 +131,12 @@ def test_two_tiers_keep_whole_traces_errors_and_a_baseline(
     direct_raised = [f"/raise/direct-{n}" for n in range(5)]
     with pipeline(otelcol, workdir, dsn, baseline_percent=baseline) as line:
         # A service that reports to Sentry itself (bridge with a DSN: sentry_direct=true on its resource)...
-        _start_bridge("shop-direct", line.agent_traces_url, dsn)
-        _drive(direct_raised)
+        _drive(_start_bridge("shop-direct", line.agent_traces_url, dsn), direct_raised)
         # ...and one that relies on the collector path for Sentry.
-        _start_bridge("shop", line.agent_traces_url)
-        _drive([path for group in zip(ok[:10], failed, raised) for path in group] + ok[10:])
+        _drive(
+            _start_bridge("shop", line.agent_traces_url),
+            [path for group in zip(ok[:10], failed, raised) for path in group] + ok[10:],
+        )
         bridge.shutdown(timeout=5)
         sent = len(ok) + len(failed) + len(raised) + len(direct_raised)
         _wait_decided(line, sent)
@@ -142,6 +147,11 @@ def test_two_tiers_keep_whole_traces_errors_and_a_baseline(
         in_bugsink = _errors_in(bugsink, project_id)
         per_sampler = [set(_by_trace(backend.spans())) for backend in line.backends]
 
+    print(
+        f"two tiers: {sent} traces sent, {int(sampled)} kept "
+        f"({len(per_sampler[0])}/{len(per_sampler[1])} per sampler), "
+        f"{kept_ok_count(kept, ok)} of {len(ok)} ok traces at {baseline}%, {sum(in_bugsink.values())} errors in Bugsink"
+    )
     # Each trace reached one sampler, and whole: tier 1 routed every span of a trace to the same replica.
     assert not per_sampler[0] & per_sampler[1]
     assert per_sampler[0] and per_sampler[1], "the load balancer used one replica only"
@@ -168,11 +178,11 @@ def test_a_killed_serve_replica_loses_only_its_share_and_the_loss_is_counted(
     before = [f"/raise/before-{n}" for n in range(12)]
     after = [f"/raise/after-{n}" for n in range(24)]
     with pipeline(otelcol, workdir, dsn, baseline_percent=0) as line:
-        _start_bridge("shop", line.agent_traces_url)
-        _drive(before)
+        instance = _start_bridge("shop", line.agent_traces_url)
+        _drive(instance, before)
         bugsink.wait_for_events(len(before), project_id=project_id, timeout=60)
         line.serves[1].kill()
-        _drive(after)
+        _drive(instance, after)
         bridge.shutdown(timeout=5)
         _wait_decided(line, len(before) + len(after))
         kept = _wait_backends(line, (len(before) + len(after)) * SPANS_PER_TRACE)
@@ -186,13 +196,17 @@ def test_a_killed_serve_replica_loses_only_its_share_and_the_loss_is_counted(
             30,
             lambda: f"{sampler_b.metric(failed, exporter='otlphttp/bridge')} spans counted lost; {line.logs()}",
         )
-        delivered = {f"/raise/{v.removeprefix('boom ')}" for v in _errors_in(bugsink, project_id)}
         expected = set(before) | (set(after) - lost_traces)
         bugsink.wait_for_events(len(expected), project_id=project_id, timeout=60)
         delivered = {f"/raise/{v.removeprefix('boom ')}" for v in _errors_in(bugsink, project_id)}
         counted_lost = sampler_b.metric(failed, exporter="otlphttp/bridge")
         sampler_a_lost = line.samplers[0].metric(failed, exporter="otlphttp/bridge")
 
+    print(
+        f"killed replica: {len(before) + len(after)} error traces sent, {len(after)} after the kill; "
+        f"{len(lost_traces)} routed to the dead replica and lost to Sentry ({int(counted_lost)} spans counted by "
+        f"otelcol_exporter_send_failed_spans); {len(delivered)} reached Bugsink"
+    )
     # The pipeline went on: the trace backend has every trace; replica A's share reached Bugsink.
     assert {_path_of(trace) for trace in kept.values()} == set(before) | set(after)
     assert lost_traces and lost_traces != set(after), "both replicas must have had a share after the kill"
@@ -225,6 +239,9 @@ def test_memory_limiter_refusal_makes_the_sdk_retry_and_count_its_loss(otelcol: 
         stats = instance.stats()
         counted = agent.metric(refused, receiver="otlp")
     assert stats.otlp is not None
+    print(
+        f"memory limiter: {SPANS_PER_TRACE} spans sent, refused {int(counted)} times, {stats.otlp.failed} counted lost"
+    )
     # Every span was offered more than once (the SDK's exporter retried the refusals) and then counted lost.
     assert stats.otlp.exported == 0
     assert stats.otlp.failed == SPANS_PER_TRACE
@@ -234,6 +251,6 @@ def test_memory_limiter_refusal_makes_the_sdk_retry_and_count_its_loss(otelcol: 
 def _drive_one(instance: bridge.Bridge) -> None:
     from werkzeug.test import Client
 
-    client = Client(bridge.BridgeMiddleware(_app))
+    client = Client(bridge.BridgeMiddleware(_app(instance)))
     assert client.get("/ok/1", buffered=True).status_code == 200
     instance.flush(15)
