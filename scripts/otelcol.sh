@@ -38,17 +38,31 @@ if ! command -v go >/dev/null 2>&1; then
   say "go is not installed: run scripts/system-deps.sh (or install Go 1.24 or newer)"
   exit 1
 fi
-# The collector's modules need Go >= 1.24. A Go of 1.21 or newer fetches the toolchain a module asks
-# for from the Go module proxy by itself (GOTOOLCHAIN=auto); older ones (Debian 12's 1.19) cannot.
+mkdir -p "$cache"
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+# The collector's modules ask for Go 1.26. Go 1.21 and newer fetch the toolchain a module asks for from the
+# Go module proxy by themselves (GOTOOLCHAIN=auto). An older Go (Debian 12's golang-go is 1.19) cannot: it
+# fetches that same toolchain module (golang.org/toolchain) once, here, and hands over to it.
+BOOTSTRAP_GO="go1.26.8"
 go_minor="$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')"
 if [ -n "$go_minor" ] && [ "$go_minor" -lt 21 ]; then
-  say "$(go env GOVERSION) is too old to build the collector: install Go 1.24 or newer (see docs/collector.md)"
-  exit 1
+  toolchain="$cache/$BOOTSTRAP_GO"
+  if [ ! -x "$toolchain/bin/go" ]; then
+    say "$(go env GOVERSION) is older than Go 1.21: fetching $BOOTSTRAP_GO from the Go module proxy (about 80 MB)"
+    module="golang.org/toolchain@v0.0.1-$BOOTSTRAP_GO.$(go env GOOS)-$(go env GOARCH)"
+    scratch="$(mktemp -d)"
+    dir="$(cd "$scratch" && GOFLAGS=-mod=mod go mod download -json "$module" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
+    rm -rf "$scratch" "$toolchain.partial"
+    cp -r "$dir" "$toolchain.partial"
+    chmod -R u+w "$toolchain.partial"
+    chmod +x "$toolchain.partial"/bin/* "$toolchain.partial"/pkg/tool/*/*  # module zips keep no mode bits
+    mv "$toolchain.partial" "$toolchain"
+  fi
+  export PATH="$toolchain/bin:$PATH"
+  export GOROOT="$toolchain"
 fi
 export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
-export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
-mkdir -p "$cache"
 # One build at a time per cache (parallel test sessions, CI steps): the others wait, then reuse it.
 exec 9>"$cache/otelcol.lock"
 flock 9

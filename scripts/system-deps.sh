@@ -13,3 +13,11 @@ _apt_install() {  # _apt_install PACKAGE...: install with apt-get when running a
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
+
+# Go, to build the OpenTelemetry Collector of collector-config/ (scripts/otelcol.sh). The machine's own Go is
+# preferred; Debian's golang-go is the fallback when there is none. Debian 12's is Go 1.19, older than the
+# collector's modules want (1.26): scripts/otelcol.sh then fetches that toolchain as a module from the Go
+# module proxy (as any Go from 1.21 on does by itself).
+if ! command -v go >/dev/null 2>&1; then
+  _apt_install golang-go
+fi
