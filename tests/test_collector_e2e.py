@@ -97,7 +97,7 @@ def _wait_backends(line: Pipeline, kept: int) -> dict[str, list[SpanView]]:
 
 
 def _errors_in(bugsink: Bugsink, project_id: int) -> Counter[str]:
-    values = Counter()
+    values: Counter[str] = Counter()
     for event in bugsink.stored_events(project_id):
         for value in event["data"].get("exception", {}).get("values", []):
             values[value.get("value", "")] += 1
@@ -144,8 +144,8 @@ def test_two_tiers_keep_whole_traces_errors_and_a_baseline(
         kept = _wait_backends(line, int(sampled) * SPANS_PER_TRACE)
         expected_errors = {f"boom {n}" for n in range(10)} | {f"boom direct-{n}" for n in range(5)}
         bugsink.wait_for_events(len(expected_errors), project_id=project_id, timeout=60)
-        in_bugsink = _errors_in(bugsink, project_id)
         per_sampler = [set(_by_trace(backend.spans())) for backend in line.backends]
+    in_bugsink = _errors_in(bugsink, project_id)  # after every collector and serve drained and stopped
 
     print(
         f"two tiers: {sent} traces sent, {int(sampled)} kept "
@@ -198,9 +198,11 @@ def test_a_killed_serve_replica_loses_only_its_share_and_the_loss_is_counted(
         )
         expected = set(before) | (set(after) - lost_traces)
         bugsink.wait_for_events(len(expected), project_id=project_id, timeout=60)
-        delivered = {f"/raise/{v.removeprefix('boom ')}" for v in _errors_in(bugsink, project_id)}
         counted_lost = sampler_b.metric(failed, exporter="otlphttp/bridge")
         sampler_a_lost = line.samplers[0].metric(failed, exporter="otlphttp/bridge")
+    in_bugsink = _errors_in(bugsink, project_id)  # after every collector and serve drained and stopped
+    assert set(in_bugsink.values()) == {1}, f"an error reached Bugsink twice: {in_bugsink}"
+    delivered = {f"/raise/{value.removeprefix('boom ')}" for value in in_bugsink}
 
     print(
         f"killed replica: {len(before) + len(after)} error traces sent, {len(after)} after the kill; "
