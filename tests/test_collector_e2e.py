@@ -256,3 +256,27 @@ def _drive_one(instance: bridge.Bridge) -> None:
     client = Client(bridge.BridgeMiddleware(_app(instance)))
     assert client.get("/ok/1", buffered=True).status_code == 200
     instance.flush(15)
+
+
+def test_the_pipeline_benchmark_runs(otelcol: Path) -> None:
+    """benchmarks/collector_pipeline.py keeps working (a small run; no figure is judged here)."""
+    import subprocess
+    import sys
+
+    from tests.peers.otelcol import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.collector_pipeline", "--traces", "200"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| serve (2) |" in done.stdout and "| samplers (2) |" in done.stdout, done.stdout
+    import re
+
+    summary = re.search(r"(\d+) failing, baseline\s+\d+%: (\d+) traces kept .*; at the sink (\d+)", done.stdout)
+    assert summary, done.stdout
+    failing, kept, transactions = map(int, summary.groups())
+    assert failing == 4 and kept >= failing and transactions == kept  # each kept trace became a transaction
