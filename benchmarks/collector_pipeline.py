@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -70,7 +71,8 @@ def request_body(traces: int, spans: int, failing: set[int], first: int) -> byte
             span.name, span.kind = f"SELECT orders {child}", Span.SPAN_KIND_CLIENT
             span.start_time_unix_nano, span.end_time_unix_nano = now + 1_000_000, now + 2_000_000
             span.attributes.append(_attr("db.system.name", "postgresql"))
-    return message.SerializeToString()
+    body: bytes = message.SerializeToString()
+    return body
 
 
 def send(line: Pipeline, bodies: list[bytes]) -> None:
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     total_spans = args.traces * args.spans
     with tempfile.TemporaryDirectory() as workdir, SinkProcess() as sink:
         with pipeline(binary, Path(workdir), sink.dsn, baseline_percent=args.baseline) as line:
-            processes = {
+            processes: dict[str, list[Any]] = {
                 "agent": [line.agent],
                 "tier 1": [line.balancer],
                 "samplers": line.samplers,

@@ -9,6 +9,7 @@ collector's own metrics are served on a loopback port of their own, and ``start(
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -65,8 +66,7 @@ def validate(
 
 
 def _clean_env() -> dict[str, str]:
-    import os
-
+    """This process's environment without the user's OTEL_/SENTRY_ variables (the files read none of them)."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SENTRY_"))}
 
 
