@@ -49,8 +49,8 @@ CONFIG_SETS = [(name,) for name in BASE_FILES] + [
 SAMPLERS = ("gateway-tier2-sampler.yaml", "single-node.yaml")
 BRIDGE_SERVE_DEFAULT = "http://127.0.0.1:4318/v1/traces"  # `otel-sentry-bridge serve`'s default listen + path
 DIRECT_MARKER = "otel_sentry_bridge.sentry_direct"
-# "OpenTelemetry Collector 0.161.0", "otelcol-contrib 0.161.0", "otelcol-contrib:0.161.0", "v0.161.0"...
-_RELEASE_MENTION = re.compile(r"(?:Collector|otelcol(?:-contrib|-bridge)?)[ :]v?(\d+\.\d+\.\d+)")
+# "OpenTelemetry Collector 0.161.0", "otelcol-contrib 0.161.0", "opentelemetry-collector-contrib:0.161.0"...
+_RELEASE_MENTION = re.compile(r"(?:Collector|collector-contrib|otelcol(?:-contrib|-bridge)?)[ :]v?(\d+\.\d+\.\d+)")
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _ENV_WITH_DEFAULT = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*):-(.+)")
