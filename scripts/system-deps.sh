@@ -14,6 +14,11 @@ _apt_install() {  # _apt_install PACKAGE...: install with apt-get when running a
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# Redis: the broker of the Celery tests (started per test session on a free port, nothing on disk).
+if ! command -v redis-server >/dev/null 2>&1; then
+  _apt_install redis-server
+fi
+
 # Go, to build the OpenTelemetry Collector of collector-config/ (scripts/otelcol.sh). The machine's own Go is
 # preferred; Debian's golang-go is the fallback when there is none. Debian 12's is Go 1.19, older than the
 # collector's modules want (1.26): scripts/otelcol.sh then fetches that toolchain as a module from the Go
