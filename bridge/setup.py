@@ -29,7 +29,7 @@ from opentelemetry.util.types import Attributes
 from bridge.batch import BoundedBatchSpanProcessor
 from bridge.config import Options
 from bridge.errors import ConfigError
-from bridge.health import BridgeStats, OtlpStats
+from bridge.health import BridgeStats, LogsStats, OtlpStats
 from bridge.otlp import CountingSpanExporter, build_otlp_exporter
 from bridge.sampling import build_sampler
 from bridge.version import __version__
@@ -96,6 +96,7 @@ class Bridge:
         self.otlp_exporter: Optional[CountingSpanExporter] = None
         self.otlp_processor: Optional[BoundedBatchSpanProcessor] = None
         self.sentry: Any = None  # bridge.sentry.leg.SentryLeg when the Sentry leg is on
+        self.logs: Any = None  # bridge.logs.LogsLeg when OTEL_LOGS_EXPORTER is set
         self._processors: list[SpanProcessor] = []
         self._closed = False
         if options.disabled:
@@ -122,6 +123,10 @@ class Bridge:
 
             self.sentry = SentryLeg(options, self.provider.resource)
             self._add(self.sentry.processor)
+        if options.logs_enabled:
+            from bridge.logs import LogsLeg
+
+            self.logs = LogsLeg(options, self.provider.resource)
         self.tracer = self.provider.get_tracer(SCOPE_NAME, __version__)
 
     def _add(self, processor: SpanProcessor) -> None:
@@ -143,6 +148,8 @@ class Bridge:
             return True
         deadline = time.monotonic() + max(0.0, timeout)
         calls = [functools.partial(_flush_processor, processor, deadline) for processor in self._processors]
+        if self.logs is not None:
+            calls.append(functools.partial(_flush_logs, self.logs, deadline))
         return _all_at_once(calls, deadline)
 
     def shutdown(self, timeout: Optional[float] = None) -> None:
@@ -168,6 +175,8 @@ class Bridge:
                 if isinstance(processor, BoundedBatchSpanProcessor):
                     processor.shutdown(left() * 1000)
             self.provider.shutdown()
+            if self.logs is not None:
+                self.logs.shutdown(left())
 
     def stats(self) -> BridgeStats:
         """What each leg delivered and lost so far (see ``bridge.health``)."""
@@ -181,12 +190,20 @@ class Bridge:
                 queued=self.otlp_processor.queued_spans,
             )
         sentry = self.sentry.transport.stats() if self.sentry is not None else None
-        return BridgeStats(otlp=otlp, sentry=sentry)
+        logs = None
+        if self.logs is not None and self.logs.exporter is not None:
+            logs = LogsStats(exported=self.logs.exporter.exported_records, failed=self.logs.exporter.lost_records)
+        return BridgeStats(otlp=otlp, sentry=sentry, logs=logs)
 
 
 def _flush_processor(processor: SpanProcessor, deadline: float) -> bool:
     with _suppressed():
         return bool(processor.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000)))
+
+
+def _flush_logs(logs: Any, deadline: float) -> bool:
+    with _suppressed():
+        return bool(logs.flush(max(0.0, deadline - time.monotonic())))
 
 
 def _all_at_once(calls: Sequence[Callable[[], bool]], deadline: float) -> bool:

@@ -19,6 +19,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   _apt_install redis-server
 fi
 
+# A JDK (java + javac) for the OpenTelemetry Java agent test of serve's /v1/logs
+# (tests/test_serve_logs_runtimes.py compiles a small service and runs it under the agent from Maven Central).
+if ! command -v javac >/dev/null 2>&1; then
+  _apt_install default-jdk-headless
+fi
+
 # Go, to build the OpenTelemetry Collector of collector-config/ (scripts/otelcol.sh). The machine's own Go is
 # preferred; Debian's golang-go is the fallback when there is none. Debian 12's is Go 1.19, older than the
 # collector's modules want (1.26): scripts/otelcol.sh then fetches that toolchain as a module from the Go

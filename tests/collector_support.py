@@ -150,6 +150,7 @@ def pipeline(binary: Path, workdir: Path, dsn: str, *, baseline_percent: int, re
                 env={
                     "BASELINE_SAMPLING_PERCENTAGE": str(baseline_percent),
                     "BRIDGE_SERVE_TRACES_ENDPOINT": serves[index].traces_url,
+                    "BRIDGE_SERVE_LOGS_ENDPOINT": serves[index].traces_url.replace("/v1/traces", "/v1/logs"),
                     "TEST_BACKEND_TRACES_ENDPOINT": backends[index].endpoint,
                 },
             )
