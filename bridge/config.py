@@ -93,6 +93,13 @@ class Options:
     blrp_max_queue_size: int = 2048
     blrp_max_export_batch_size: int = 512
     exception_signal: str = "span"
+    # scopes, breadcrumbs and sentry-sdk's default integrations (docs/scope-api.md)
+    max_breadcrumbs: int = 100
+    before_breadcrumb: Optional[Callable[..., Any]] = None
+    include_local_variables: bool = False
+    default_integrations: bool = True
+    integrations: tuple[Any, ...] = ()
+    disabled_integrations: tuple[Any, ...] = ()
     # where each value came from: "argument", "environment (NAME)" or "default"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -227,6 +234,20 @@ class _Resolver:
             "sentry_timeout", self._take("sentry_timeout", (), _positive_float, 5.0)
         )
         self._take("shutdown_timeout", (), _positive_float, 2.0)
+        self._take("max_breadcrumbs", (), _warn_int(100), 100)
+        self._take("before_breadcrumb", (), text, None)
+        self._take("include_local_variables", (), _sentry_bool(False), False)
+        self._take("default_integrations", (), _sentry_bool(True), True)
+        self._take("integrations", (), _comma_list, ())
+        self._take("disabled_integrations", (), _comma_list, ())
+        if self.values["before_breadcrumb"] is not None and not callable(self.values["before_breadcrumb"]):
+            raise ConfigError(
+                "before_breadcrumb",
+                self.values["before_breadcrumb"],
+                "must be a callable (crumb, hint) -> crumb or None",
+            )
+        if not isinstance(self.values["max_breadcrumbs"], int) or self.values["max_breadcrumbs"] < 0:
+            raise ConfigError("max_breadcrumbs", self.values["max_breadcrumbs"], "must be a whole number >= 0")
         if self.values["before_send"] is not None and not callable(self.values["before_send"]):
             raise ConfigError(
                 "before_send", self.values["before_send"], "must be a callable (event, hint) -> event or None"
@@ -241,6 +262,8 @@ class _Resolver:
             "in_app_include",
             "in_app_exclude",
             "exporters",
+            "integrations",
+            "disabled_integrations",
         ):
             self.values[key] = tuple(self.values[key])
         self.values["resource_attributes"] = dict(self.values["resource_attributes"])

@@ -96,6 +96,7 @@ class _Run:
 
 def _record_failure(span: trace_api.Span, exc: BaseException, mechanism: str) -> None:
     """ERROR status, ``error.type``, and the exception recorded through the scope (a Sentry error, unhandled)."""
+    from bridge import capturing
     from bridge import scope as scope_module
 
     name = type(exc).__qualname__
@@ -103,7 +104,7 @@ def _record_failure(span: trace_api.Span, exc: BaseException, mechanism: str) ->
         span.set_attribute("error.type", name)
         span.set_attribute("sentry.mechanism", mechanism)  # the Sentry error's mechanism type
         span.set_status(Status(StatusCode.ERROR, f"{name}: {exc}"))
-    scope_module.record_exception(scope_module.current_scope(), span, exc, handled=False)
+    capturing.record_exception(scope_module.current_scope(), span, exc, handled=False)
 
 
 class _Wrapper:

@@ -38,6 +38,7 @@ GROUPS = (
     "Sentry",
     "Sentry transport",
     "Logs",
+    "Scopes and integrations",
 )
 
 _OTEL_WARN = "OTel: not a positive integer: warn, default"
@@ -212,6 +213,37 @@ OPTIONS: dict[str, OptionDoc] = {
         "exceptions the bridge records; Sentry gets each error once in every mode",
         "OTel opt-in list: other values are ignored; `logs` needs a logs exporter, else span events stay; "
         "as an argument, an unknown value: ConfigError",
+    ),
+    "max_breadcrumbs": OptionDoc(
+        "Scopes and integrations",
+        "breadcrumbs kept per scope, and the last ones attached to each error and message event "
+        "([scope API](scope-api.md))",
+        "a whole number > 0, else ConfigError",
+    ),
+    "before_breadcrumb": OptionDoc(
+        "Scopes and integrations",
+        "`(crumb, hint) -> crumb or None` for every breadcrumb; None drops it",
+        "a callable, else ConfigError; one that raises is logged once and the crumb kept",
+    ),
+    "include_local_variables": OptionDoc(
+        "Scopes and integrations",
+        "frame locals (`vars`) on exception events, collected and scrubbed as sentry-sdk does",
+        "off by default: locals often hold user data",
+    ),
+    "default_integrations": OptionDoc(
+        "Scopes and integrations",
+        "sentry-sdk's default integrations: logging, excepthook, threading, dedupe, atexit",
+        "",
+    ),
+    "integrations": OptionDoc(
+        "Scopes and integrations",
+        "integration objects with their own options, e.g. `LoggingIntegration(level=None)`",
+        "",
+    ),
+    "disabled_integrations": OptionDoc(
+        "Scopes and integrations",
+        "integrations (objects or identifiers such as `\"logging\"`) left off",
+        "",
     ),
 }
 

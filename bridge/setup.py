@@ -123,6 +123,9 @@ class Bridge:
 
             self.sentry = SentryLeg(options, self.provider.resource)
             self._add(self.sentry.processor)
+            from bridge.integrations.spancrumbs import BreadcrumbSpanProcessor
+
+            self._add(BreadcrumbSpanProcessor())  # crumbs from HTTP client and DB spans (docs/scope-api.md)
         if options.logs_enabled:
             from bridge.logs import LogsLeg
 
@@ -319,7 +322,23 @@ def init(**options: Any) -> Bridge:
         previous.shutdown()
     if resolved.disabled:
         logger.info("otel-sentry-bridge: OTEL_SDK_DISABLED is true; nothing is traced or exported")
+    _install_integrations(new)
     return new
+
+
+def _install_integrations(bridge: Bridge) -> None:
+    """Scopes and sentry-sdk's default integrations (logging, excepthook, threading, dedupe) for the Sentry leg."""
+    from bridge import integrations, scopes
+
+    options = bridge.options
+    try:
+        scopes.configure(options.max_breadcrumbs, options.before_breadcrumb)
+        if bridge.sentry is None:
+            integrations.uninstall()
+        else:
+            integrations.install(options.integrations, options.default_integrations, options.disabled_integrations)
+    except Exception:
+        logger.warning("otel-sentry-bridge: could not install the Sentry integrations", exc_info=True)
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -341,6 +360,10 @@ def shutdown(timeout: Optional[float] = None) -> None:
         bridge, _active = _active, None
     if bridge is not None:
         bridge.shutdown(timeout)
+        from bridge import integrations, scopes
+
+        integrations.uninstall()
+        scopes.reset_process_scope()
 
 
 def _at_exit() -> None:

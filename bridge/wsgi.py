@@ -15,36 +15,21 @@ Nothing the bridge does can raise into the app or the server: its own failures a
 from __future__ import annotations
 
 import logging
-import os
-import re
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, Optional
 from wsgiref.util import request_uri
 
-from opentelemetry import context as context_api
-from opentelemetry import propagate
 from opentelemetry import trace as trace_api
-from opentelemetry.instrumentation._semconv import _StabilityMode
 from opentelemetry.instrumentation.wsgi import (
     add_response_attributes,
     collect_request_attributes,
     get_default_span_name,
     wsgi_getter,
 )
-from opentelemetry.trace import SpanKind
-from opentelemetry.util.http import (
-    ExcludeList,
-    SanitizeValue,
-    normalise_request_header_name,
-    normalise_response_header_name,
-)
 
-from bridge import scope as scope_module
 from bridge import setup
+from bridge.httpreq import ServerMiddleware, ServerRequest, warn_untraced
 from bridge.scope import RequestScope
-from bridge.sentry.privacy import filter_attributes
-from bridge.tracebook import remember as remember_trace
 
 __all__ = ["BridgeMiddleware"]
 
@@ -52,62 +37,9 @@ logger = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 StartResponse = Callable[..., Any]
-# Headers that never leave the process unless send_default_pii is on, even if a capture list names them.
-PRIVATE_HEADERS = (
-    "cookie",
-    "set-cookie",
-    "authorization",
-    "proxy-authorization",
-    "x-api-key",
-    "x-forwarded-for",
-    "x-real-ip",
-)
 
 
-def _semconv_mode() -> _StabilityMode:
-    """The stable HTTP conventions by default; ``OTEL_SEMCONV_STABILITY_OPT_IN=http/dup`` adds the old ones."""
-    opt_in = {part.strip() for part in os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")}
-    return _StabilityMode.HTTP_DUP if "http/dup" in opt_in else _StabilityMode.HTTP
-
-
-_untraced_warned = [float("-inf")]
-
-
-def _warn_untraced() -> None:
-    """From an ``except`` block: a request the bridge cannot trace (a broken environ, say) is served untraced;
-    WARNING with the traceback once a minute, DEBUG otherwise (one per request would flood the logs)."""
-    now = time.monotonic()
-    if now - _untraced_warned[0] >= 60.0:
-        _untraced_warned[0] = now
-        logger.warning(
-            "otel-sentry-bridge: could not start a span for this request; it is served untraced "
-            "(similar failures are logged at DEBUG for a minute)",
-            exc_info=True,
-        )
-    else:
-        logger.debug("otel-sentry-bridge: could not start a span for this request", exc_info=True)
-
-
-class _HookGuard:
-    """Calls a user hook; a hook that raises is logged (once a minute per hook) and treated as absent."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def call(self, name: str, hook: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return hook(*args)
-        except Exception:
-            now = time.monotonic()
-            if now - self._last.get(name, float("-inf")) >= 60.0:
-                self._last[name] = now
-                logger.warning(
-                    "otel-sentry-bridge: the %s hook raised; ignoring it for this request", name, exc_info=True
-                )
-            return None
-
-
-class BridgeMiddleware:
+class BridgeMiddleware(ServerMiddleware):
     """Wrap a WSGI app: ``app = BridgeMiddleware(app)``. Uses the configuration of ``bridge.init()``.
 
     Hooks (each optional and guarded):
@@ -129,59 +61,17 @@ class BridgeMiddleware:
         request_hook: Optional[Callable[[trace_api.Span, dict[str, Any]], None]] = None,
         response_hook: Optional[Callable[[trace_api.Span, dict[str, Any], str, list[tuple[str, str]]], None]] = None,
     ) -> None:
+        super().__init__(skip=skip, identify_user=identify_user, session_id=session_id, view_name=view_name)
         self.app = app
-        self.skip = skip
-        self.identify_user = identify_user
-        self.session_id = session_id
-        self.view_name = view_name
         self.request_hook = request_hook
         self.response_hook = response_hook
-        self.guard = _HookGuard()
-        self._mode = _semconv_mode()
-        self._settings_for: Optional[setup.Bridge] = None
-        self._excluded = ExcludeList([])
-        self._capture: Optional[tuple[SanitizeValue, list[str], list[str]]] = None
-        self._auto_init_failed = False
-
-    # -- per-configuration settings, computed once per init() rather than per request --------------
-    def _settings(self, bridge: setup.Bridge) -> None:
-        options = bridge.options
-        self._excluded = ExcludeList(list(options.excluded_urls))
-        sanitize = list(options.sanitize_headers)
-        if not options.send_default_pii:
-            sanitize += [f"^{re.escape(name)}$" for name in PRIVATE_HEADERS]
-        if options.capture_request_headers or options.capture_response_headers:
-            self._capture = (
-                SanitizeValue(sanitize),
-                list(options.capture_request_headers),
-                list(options.capture_response_headers),
-            )
-        else:
-            self._capture = None
-        self._settings_for = bridge
-
-    def _active(self) -> Optional[setup.Bridge]:
-        bridge = setup.active()
-        if bridge is None and not self._auto_init_failed:
-            # Wrapped but never configured: configure from the environment, once.
-            try:
-                bridge = setup.init()
-            except Exception:
-                self._auto_init_failed = True
-                logger.exception("otel-sentry-bridge: init() from the environment failed; requests are not traced")
-                return None
-        if bridge is None or not bridge.enabled:
-            return None
-        if bridge is not self._settings_for:
-            self._settings(bridge)
-        return bridge
 
     # -- the WSGI call ------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
             request = self._begin(environ, start_response)
         except Exception:
-            _warn_untraced()
+            warn_untraced()
             request = None
         if request is None:
             return self.app(environ, start_response)
@@ -200,75 +90,29 @@ class BridgeMiddleware:
         bridge = self._active()
         if bridge is None:
             return None
-        if self.skip is not None and self.guard.call("skip", self.skip, environ):
+        if self._skipped(environ, lambda: request_uri(environ)):
             return None
-        if self._excluded._excluded_urls and self._excluded.url_disabled(request_uri(environ)):
-            return None
-        mode = self._mode
-        attributes: dict[str, Any] = collect_request_attributes(environ, mode)
+        attributes: dict[str, Any] = collect_request_attributes(environ, self._mode)
         if "url.path" not in attributes:
             # OTel takes url.path from RAW_URI/REQUEST_URI, which wsgiref and others do not set.
             attributes["url.path"] = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "") or "/"
             if environ.get("QUERY_STRING"):
                 attributes["url.query"] = environ["QUERY_STRING"]
-        if not bridge.options.send_default_pii:  # the same privacy rules as the Sentry leg's
-            attributes = filter_attributes(attributes, False)
-        name = get_default_span_name(environ)
-        if self.view_name is not None:
-            view = self.guard.call("view_name", self.view_name, environ)
-            if view:
-                view = str(view)
-                method = name.split(" ", 1)[0]
-                if view.startswith("/"):
-                    attributes["http.route"] = view
-                    name = f"{method} {view}"
-                else:
-                    attributes["sentry.transaction_source"] = "component"
-                    name = view
-        for hook_name, hook, key in (
-            ("identify_user", self.identify_user, "enduser.id"),
-            ("session_id", self.session_id, "session.id"),
-        ):
-            if hook is not None:
-                value = self.guard.call(hook_name, hook, environ)
-                if value is not None:
-                    attributes[key] = str(value)
+        name, attributes = self.name_request(bridge, environ, attributes, get_default_span_name(environ))
         if self._capture is not None and self._capture[1]:
-            sanitize, request_headers, _ = self._capture
             headers = {key[5:].replace("_", "-"): value for key, value in environ.items() if key.startswith("HTTP_")}
-            attributes.update(sanitize.sanitize_header_values(headers, request_headers, normalise_request_header_name))
-
-        parent = context_api.get_current()
-        if trace_api.get_current_span(parent).get_span_context().is_valid:
-            kind = SpanKind.INTERNAL  # already inside a traced request (nested middleware)
-        else:
-            kind = SpanKind.SERVER
-            parent = propagate.extract(environ, context=parent, getter=wsgi_getter)
-        span = bridge.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
-        if not span.is_recording():  # no processor sees it; its errors still need the incoming DSC
-            remember_trace(span, parent, track=False)
-        request = _Request(
-            self, environ, bridge, span, trace_api.set_span_in_context(span, parent), attributes, start_response
-        )
+            attributes.update(self.request_header_attributes(headers))
+        span, context = self.open_span(bridge, name, attributes, environ, wsgi_getter)
+        request = _Request(self, environ, bridge, span, context, attributes, start_response)
         if self.request_hook is not None:
             self.guard.call("request_hook", self.request_hook, span, environ)
         return request
 
 
-class _Request:
-    """One traced request: its span, context, scope, and the response's progress."""
+class _Request(ServerRequest):
+    """One traced WSGI request: the shared bookkeeping (bridge.httpreq) plus the response's progress."""
 
-    __slots__ = (
-        "middleware",
-        "environ",
-        "span",
-        "context",
-        "scope",
-        "server_start_response",
-        "started",
-        "ended",
-        "_tokens",
-    )
+    __slots__ = ("middleware", "environ", "server_start_response")
 
     def __init__(
         self,
@@ -276,28 +120,14 @@ class _Request:
         environ: dict[str, Any],
         bridge: setup.Bridge,
         span: trace_api.Span,
-        context: context_api.Context,
+        context: Any,
         attributes: dict[str, Any],
         server_start_response: StartResponse,
     ) -> None:
+        super().__init__(span, context, RequestScope(bridge, span, attributes, environ), middleware._mode)
         self.middleware = middleware
         self.environ = environ
-        self.span = span
-        self.context = context
-        self.scope = RequestScope(bridge, span, attributes, environ)
         self.server_start_response = server_start_response
-        self.started = False
-        self.ended = False
-        self._tokens: list[Any] = []
-
-    def activate(self) -> None:
-        self._tokens.append((context_api.attach(self.context), scope_module._current.set(self.scope)))
-
-    def deactivate(self) -> None:
-        if self._tokens:
-            otel_token, scope_token = self._tokens.pop()
-            scope_module._current.reset(scope_token)
-            context_api.detach(otel_token)
 
     def start_response(self, status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
         try:
@@ -312,41 +142,14 @@ class _Request:
         middleware = self.middleware
         add_response_attributes(span, status, headers, {}, middleware._mode)
         self.scope.mark_failed()  # a framework that rendered a recorded failure: its type, not "500"
-        capture = middleware._capture
-        if capture is not None and capture[2] and span.is_recording():
-            sanitize, _, response_headers = capture
+        if middleware.captures_response_headers and span.is_recording():
             merged: dict[str, str] = {}
             for key, value in headers:
                 key = key.lower()
                 merged[key] = f"{merged[key]},{value}" if key in merged else value
-            span.set_attributes(
-                sanitize.sanitize_header_values(merged, response_headers, normalise_response_header_name)
-            )
+            span.set_attributes(middleware.response_header_attributes(merged))
         if middleware.response_hook is not None:
             middleware.guard.call("response_hook", middleware.response_hook, span, self.environ, status, headers)
-
-    def fail(self, exc: BaseException) -> None:
-        """Record an exception that escaped the app; never raises. ``SystemExit(0)`` is no error."""
-        if isinstance(exc, SystemExit) and exc.code in (0, None):
-            return
-        try:
-            span = self.span
-            if span.is_recording() and not self.started:
-                span.set_attribute("http.response.status_code", 500)
-                if self.middleware._mode is _StabilityMode.HTTP_DUP:
-                    span.set_attribute("http.status_code", 500)
-            self.scope.fail(exc)  # once per exception: a framework helper may have recorded it already
-        except Exception:
-            logger.warning("otel-sentry-bridge: could not record an exception", exc_info=True)
-
-    def end(self) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        try:
-            self.span.end()
-        except Exception:
-            logger.warning("otel-sentry-bridge: could not end a span", exc_info=True)
 
     def wrap(self, result: Iterable[bytes], environ: Mapping[str, Any]) -> Iterable[bytes]:
         file_wrapper = environ.get("wsgi.file_wrapper")

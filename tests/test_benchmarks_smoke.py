@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -12,17 +11,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_smoke_mode_runs_and_counts_what_it_delivers(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
-    started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--smoke", "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # a bound on a hang, not a speed target: speed belongs to the benchmark itself
     )
-    elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-4000:]
-    assert elapsed < 60, f"the smoke run took {elapsed:.0f}s"
     assert "| config | scenario | CPU µs/req | wall µs/req |" in done.stdout
     assert "### Targets (ratios from this run)" in done.stdout
 

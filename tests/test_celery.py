@@ -246,8 +246,9 @@ def test_arguments_the_serializer_refuses_end_the_producer_span(tasks: Any) -> N
 def test_a_worker_child_killed_mid_task_is_counted_and_reported(worker: Worker, tasks: Any) -> None:
     otlp, sentry = receivers_of(tasks)
     tasks.die.delay()
-    wait_until(sentry, lambda: any(e["transaction"] == "tests.die" for e in sentry.events()), "the lost run's error")
-    [error] = [e for e in sentry.events() if e["transaction"] == "tests.die"]
+    # other events may come too (billiard logs the dead child at ERROR: the logging integration reports it)
+    wait_until(sentry, lambda: any(e.get("transaction") == "tests.die" for e in sentry.events()), "the lost run")
+    [error] = [e for e in sentry.events() if e.get("transaction") == "tests.die"]
     assert error["exception"]["values"][-1]["type"] == "WorkerLostError"
     wait_until(otlp, lambda: len(consumer_spans(otlp, "tests.die")) >= 1, "the replacement span")
     [span] = consumer_spans(otlp, "tests.die")

@@ -205,7 +205,7 @@ def _on_failure(
     sender: Any = None, task_id: Optional[str] = None, exception: Any = None, einfo: Any = None, **_: Any
 ) -> None:
     try:
-        from bridge import scope as scope_module
+        from bridge import capturing
 
         exc = _unwrap(exception, einfo)
         span = _run_span(sender, task_id)
@@ -222,15 +222,14 @@ def _on_failure(
         throws = getattr(sender, "throws", ()) or ()
         if exc is None or (throws and isinstance(exc, tuple(throws))):
             return  # an expected failure: the run failed, no error event (sentry-sdk's rule)
-        scope_module.record_exception(None, span, exc, handled=False)
+        capturing.record_exception(None, span, exc, handled=False)
     except Exception:
         logger.warning("otel-sentry-bridge: could not record a task's failure", exc_info=True)
 
 
 def _report_lost_run(task: Any, task_id: Optional[str], exc: BaseException) -> None:
     """In the main worker process: the child running this task died; its spans are gone with it."""
-    from bridge import scope as scope_module
-    from bridge import setup
+    from bridge import capturing, setup
 
     with _lock:
         _lost[0] += 1
@@ -255,7 +254,7 @@ def _report_lost_run(task: Any, task_id: Optional[str], exc: BaseException) -> N
     span = tracer.start_span(f"run/{name}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes)
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {exc}"))
     span.set_attribute("error.type", type(exc).__qualname__)
-    scope_module.record_exception(None, span, exc, handled=False)
+    capturing.record_exception(None, span, exc, handled=False)
     span.end()
 
 

@@ -4,6 +4,10 @@
 
     application = instrument_application(get_wsgi_application())
 
+``asgi.py`` (Django under uvicorn, hypercorn or daphne; a Channels ``ProtocolTypeRouter`` too)::
+
+    application = instrument_asgi_application(get_asgi_application())
+
 ``settings.py`` (first, so it runs before any middleware's ``process_view`` can answer)::
 
     MIDDLEWARE = ["bridge.frameworks.django.RouteMiddleware", ...]
@@ -32,7 +36,7 @@ from bridge.wsgi import BridgeMiddleware, WSGIApp
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
 
-__all__ = ["RouteMiddleware", "instrument_application", "route_template"]
+__all__ = ["RouteMiddleware", "instrument_application", "instrument_asgi_application", "route_template"]
 
 logger = logging.getLogger(__name__)
 DISPATCH_UID = "otel_sentry_bridge.got_request_exception"
@@ -48,6 +52,17 @@ def instrument_application(application: WSGIApp, **hooks: Any) -> BridgeMiddlewa
     if ROUTE_MIDDLEWARE not in getattr(settings, "MIDDLEWARE", ()):
         logger.info("otel-sentry-bridge: add %r to MIDDLEWARE to name transactions after routes", ROUTE_MIDDLEWARE)
     return BridgeMiddleware(application, **hooks)
+
+
+def instrument_asgi_application(application: Any, **hooks: Any) -> Any:
+    """``application`` (Django's ASGI handler, or a Channels ``ProtocolTypeRouter`` around it) wrapped in
+    ``bridge.BridgeASGIMiddleware``, with the same signal and route names as for WSGI; ``hooks`` go to it."""
+    from django.core.signals import got_request_exception
+
+    from bridge.asgi import BridgeASGIMiddleware
+
+    got_request_exception.connect(_record_failure, dispatch_uid=DISPATCH_UID)
+    return BridgeASGIMiddleware(application, **hooks)
 
 
 def route_template(route: str) -> str:

@@ -305,7 +305,7 @@ class LogIntake:
             if message:  # as sentry-sdk's logging integration shows a logged exception's message
                 event["logentry"] = {"formatted": message[:MAX_VALUE_CHARS]}
             dsc = leg.head_dsc(carrier.context.trace_id, True, (named, source) if named else None)
-            return leg._finish(event, None, dsc)  # the leg's tail: sample_rate, before_send, envelope
+            return leg.finish_event(event, None, dsc)  # the leg's tail: sample_rate, before_send, envelope
 
         destination.transport.submit("error", build)
 

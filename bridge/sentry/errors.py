@@ -262,22 +262,19 @@ def exception_event(
     resource: Mapping[str, Any] | None,
     options: ConvertOptions,
     traceback: TracebackType | None = None,
+    mechanism_type: str | None = None,
 ) -> dict[str, Any]:
-    """An error event for a live exception outside any recorded span (the request was not sampled).
+    """An error event for a live exception captured in this process (``bridge.sentry.capture``).
 
     ``attributes`` are the request's span attributes (an HTTP server request when they name a method).
+    ``mechanism_type``: ``logging``, ``excepthook``... (default: ``generic`` if handled, else ``wsgi``).
     """
     view = resource_view(resource, options)
     status = StatusCode.UNSET if handled else StatusCode.ERROR
     event = _unrecorded_base(view, options, trace_id, span_id, parent_span_id, transaction, attributes, status)
     event["level"] = "error"
-    values = exception_values(
-        exc,
-        handled=handled,
-        mechanism_type=_mechanism_type(view, handled, attributes),
-        options=options,
-        traceback=traceback,
-    )
+    kind = mechanism_type or _mechanism_type(view, handled, attributes)
+    values = exception_values(exc, handled=handled, mechanism_type=kind, options=options, traceback=traceback)
     event["exception"] = {"values": values}
     return _fit(event)
 
@@ -294,7 +291,7 @@ def message_event(
     resource: Mapping[str, Any] | None,
     options: ConvertOptions,
 ) -> dict[str, Any]:
-    """A message event (``capture_message``) linked to a trace, outside any recorded span."""
+    """A message event (``capture_message``, a log record) captured in this process, linked to its trace."""
     view = resource_view(resource, options)
     event = _unrecorded_base(view, options, trace_id, span_id, parent_span_id, transaction, attributes, None)
     event["level"] = _level(level)

@@ -23,7 +23,7 @@ import sys
 import sysconfig
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Final, Optional
 
 from bridge.sentry.context import ConvertOptions
@@ -31,7 +31,9 @@ from bridge.sentry.context import ConvertOptions
 __all__ = [
     "MAX_FRAMES",
     "ParsedError",
+    "current_stack",
     "frames_from_parsed",
+    "frames_from_stack",
     "frames_from_traceback",
     "is_in_app",
     "parse_stacktrace",
@@ -155,23 +157,39 @@ def _cap(items: list[Any]) -> tuple[list[Any], list[int] | None]:
 
 def frames_from_traceback(tb: TracebackType | None, options: ConvertOptions) -> dict[str, Any] | None:
     """Sentry's ``stacktrace`` interface for a live traceback (None without frames)."""
-    entries = []
+    entries: list[tuple[FrameType, int | None]] = []
     while tb is not None:
-        entries.append(tb)
+        entries.append((tb.tb_frame, tb.tb_lineno))
         tb = tb.tb_next
+    return frames_from_stack(entries, options)
+
+
+def current_stack(skip: int = 0) -> list[tuple[FrameType, int | None]]:
+    """The calling thread's stack as ``(frame, line)`` pairs, oldest first (``skip`` innermost frames left out)."""
+    entries: list[tuple[FrameType, int | None]] = []
+    frame: FrameType | None = sys._getframe(1 + skip)
+    while frame is not None:
+        entries.append((frame, frame.f_lineno))
+        frame = frame.f_back
+    entries.reverse()
+    return entries
+
+
+def frames_from_stack(
+    entries: Sequence[tuple[FrameType, int | None]], options: ConvertOptions
+) -> dict[str, Any] | None:
+    """Sentry's ``stacktrace`` interface for ``(frame, line)`` pairs, oldest first (None without frames)."""
     if not entries:
         return None
-    kept, omitted = _cap(entries)
+    kept, omitted = _cap(list(entries))
     frames = []
-    for entry in kept:
-        frame = entry.tb_frame
+    for frame, lineno in kept:
         code = frame.f_code
         module_globals = frame.f_globals
         module = module_globals.get("__name__")
         module = module if isinstance(module, str) else None
         raw_path = code.co_filename
         abs_path = raw_path if raw_path.startswith("<") else os.path.abspath(raw_path)
-        lineno = entry.tb_lineno
         out: dict[str, Any] = {
             "filename": filename_for(abs_path, module),
             "abs_path": abs_path,

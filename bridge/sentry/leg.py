@@ -1,5 +1,9 @@
 """The Sentry leg: finished spans → assembled transactions and error events → envelopes → transport.
 
+Errors and messages captured in this process (``bridge.sentry.capture``) leave at once; when their span
+ends, its span events whose ``sentry.event_id`` the capturer sent are skipped. Exception events recorded
+otherwise (other instrumentations, spans from other processes) are still sent from the finished span.
+
 On the request thread ``on_end`` only assembles (a dict insert or two under a lock) and queues work;
 conversion, serialization, compression and the HTTP POST all happen on the transport's worker thread.
 Rate-limited categories are refused before any conversion happens. Errors are sent whether or not the
@@ -16,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Optional
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
@@ -28,24 +32,19 @@ from bridge import tracebook
 from bridge.config import Options
 from bridge.sample_rand import sample_rand, stated_rate
 from bridge.sampling import sampler_rate
-from bridge.scope import LiveException, request_headers, take_live_exceptions, take_request_headers
 from bridge.sentry.assemble import Assembler
+from bridge.sentry.capture import Capturer
 from bridge.sentry.context import merge_request_headers
 from bridge.sentry.convert import (
     ConvertOptions,
     dynamic_sampling_context,
     error_events,
-    exception_event,
-    message_event,
     transaction_event,
     transaction_name,
 )
 from bridge.sentry.envelope import Envelope
 from bridge.sentry.transport import Transport
 from bridge.version import __version__
-
-if TYPE_CHECKING:
-    from bridge.scope import RequestScope
 
 __all__ = ["SentryLeg", "SentrySpanProcessor", "ERROR_EVENT_NAMES"]
 
@@ -107,6 +106,8 @@ class SentryLeg:
         self._lock = threading.Lock()
         self._reported_overflow = 0
         self._closed = False
+        self.in_process = in_process
+        self.capturer = Capturer(self)
         self.processor = SentrySpanProcessor(self)
         if in_process:
             dsc_module.set_head(self)  # outgoing baggage states this leg's DSC (bridge.dsc)
@@ -114,6 +115,7 @@ class SentryLeg:
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
+        self.capturer.after_fork()
 
     # -- spans from the provider -------------------------------------------------------------------
     def on_end(self, span: ReadableSpan) -> None:
@@ -151,26 +153,26 @@ class SentryLeg:
             if named is None:
                 named = transaction_name(root)
             # An exception escaping nested spans is recorded on each of them: report it once, from the
-            # outermost span (the root comes first; it holds the live exception and the longest stack).
+            # outermost span (the root comes first). Events the bridge recorded in this process (they carry
+            # ``sentry.event_id``) left when they were captured (bridge.sentry.capture).
             skip = set()
             for index, event in enumerate(events):
+                attributes = event.attributes or {}
                 if event.name == "exception":
-                    attributes = event.attributes or {}
                     key = (attributes.get("exception.type"), attributes.get("exception.message"))
                     if key in seen:
                         skip.add(index)
                     seen.add(key)
+                event_id = attributes.get("sentry.event_id")
+                if event_id and self.capturer.already_sent(str(event_id)):
+                    skip.add(index)
             name, source = named
-            live = take_live_exceptions(span.context.span_id)  # type: ignore[union-attr]
-            headers = take_request_headers(span.context.span_id)  # type: ignore[union-attr]
             # One task per error event, so that a task dropped before it is built (a full queue, a rate
             # limit, shutdown) counts exactly the events it held; the span converts once, for all of them.
             converted: dict[int, Optional[dict[str, Any]]] = {}
-            for index, event in enumerate(span.events):
+            for index, event in enumerate(events):
                 if event.name in ERROR_EVENT_NAMES and index not in skip:
-                    build = functools.partial(
-                        self._span_error, span, name, source, live, converted, index, root, headers
-                    )
+                    build = functools.partial(self._span_error, span, name, converted, index, root)
                     self.transport.submit("error", build)
         context = root.context
         if context is not None and context.trace_flags.sampled:
@@ -216,38 +218,33 @@ class SentryLeg:
         self,
         span: ReadableSpan,
         transaction: Optional[str],
-        source: Optional[str],
-        kept: Mapping[str, LiveException],
         converted: dict[int, Optional[dict[str, Any]]],
         index: int,
         root: Optional[ReadableSpan] = None,
-        headers: Optional[Mapping[str, str]] = None,
     ) -> Optional[Envelope]:
         """The envelope of the error event at ``index`` in ``span.events``. The first of the span's builders
         to run converts all its error events into ``converted`` (builders run one by one, on the worker)."""
         indices = [i for i, e in enumerate(span.events) if e.name in ERROR_EVENT_NAMES]
-        event_ids = [str((span.events[i].attributes or {}).get("sentry.event_id") or "") for i in indices]
-        live = {i: kept[event_id] for i, event_id in zip(indices, event_ids) if event_id in kept}
-        by_index = {i: exc for i, (exc, _) in live.items()}
         if not converted:
-            tracebacks = {i: tb for i, (_, tb) in live.items() if tb is not None}
-            events = error_events(span, transaction, self.convert_options, by_index or None, tracebacks or None)
+            events = error_events(span, transaction, self.convert_options)
             converted.update(dict.fromkeys(indices))
-            for i, event_id, made in zip(indices, event_ids, events):
+            for i, made in zip(indices, events):
+                event_id = (span.events[i].attributes or {}).get("sentry.event_id")
                 if event_id:
-                    made["event_id"] = event_id
+                    made["event_id"] = str(event_id)
                 converted[i] = made
         event = converted.pop(index, None)
         if event is None:
             return None
-        return self._finish(event, by_index.get(index), self._dsc(span, root), headers)
+        return self.finish_event(event, None, self._dsc(span, root))
 
-    def _finish(
+    def finish_event(
         self,
         event: dict[str, Any],
         exc: Optional[BaseException],
         dsc: Optional[dict[str, str]],
         headers: Optional[Mapping[str, str]] = None,
+        traceback: Optional[TracebackType] = None,
     ) -> Optional[Envelope]:
         """Add the request's headers; apply sample_rate and before_send; wrap the event in its envelope."""
         if headers and isinstance(event.get("request"), dict):
@@ -259,7 +256,7 @@ class SentryLeg:
         if before_send is not None:
             hint: dict[str, Any] = {}
             if exc is not None:
-                hint["exc_info"] = (type(exc), exc, exc.__traceback__)
+                hint["exc_info"] = (type(exc), exc, traceback or exc.__traceback__)
             try:
                 result = before_send(event, hint)
             except Exception:
@@ -270,73 +267,6 @@ class SentryLeg:
                 return None
             event = result
         return Envelope.for_event(event, dsc)
-
-    # -- errors of unsampled requests (their spans record nothing) ---------------------------------
-    def capture_unsampled_exception(
-        self,
-        exc: BaseException,
-        traceback: Optional[TracebackType],
-        span_context: trace_api.SpanContext,
-        scope: Optional[RequestScope],
-        handled: bool,
-        event_id: str,
-    ) -> str:
-        def make(common: dict[str, Any]) -> dict[str, Any]:
-            return exception_event(exc, handled=handled, traceback=traceback, **common)
-
-        return self._capture_unsampled(make, exc, span_context, scope, event_id)
-
-    def capture_unsampled_message(
-        self,
-        text: str,
-        level: str,
-        span_context: trace_api.SpanContext,
-        scope: Optional[RequestScope],
-        event_id: str,
-    ) -> str:
-        def make(common: dict[str, Any]) -> dict[str, Any]:
-            return message_event(text, level, **common)
-
-        return self._capture_unsampled(make, None, span_context, scope, event_id)
-
-    def _capture_unsampled(
-        self,
-        make: Callable[[dict[str, Any]], dict[str, Any]],
-        exc: Optional[BaseException],
-        span_context: trace_api.SpanContext,
-        scope: Optional[RequestScope],
-        event_id: str,
-    ) -> str:
-        """Queue one event of a request whose span records nothing; it is built on the worker."""
-        attributes = dict(scope.attributes) if scope is not None else {}
-        dsc = self._unsampled_dsc(span_context, scope, attributes)
-        headers = request_headers(scope.environ) if scope is not None and scope.environ is not None else None
-
-        def build() -> Optional[Envelope]:
-            event = make(
-                {
-                    "trace_id": span_context.trace_id,
-                    "span_id": span_context.span_id,
-                    "parent_span_id": None,
-                    "transaction": _request_name(attributes),
-                    "attributes": attributes,
-                    "resource": self.resource.attributes,
-                    "options": self.convert_options,
-                }
-            )
-            event["event_id"] = event_id
-            return self._finish(event, exc, dsc, headers)
-
-        self.transport.submit("error", build)
-        return event_id
-
-    def _unsampled_dsc(
-        self, span_context: trace_api.SpanContext, scope: Optional[RequestScope], attributes: Mapping[str, Any]
-    ) -> Optional[dict[str, str]]:
-        """On the request's thread: its span (or context) still knows the incoming DSC."""
-        span = scope.span if scope is not None else trace_api.NonRecordingSpan(span_context)
-        named = (_request_name(attributes), _source(attributes))
-        return tracebook.dsc_for_span(span, context_api.get_current(), head=self, root=named)
 
     # -- cron check-ins (bridge.jobs.monitor; data category "monitor", rate limits honoured) --------
     def send_check_in(self, payload: dict[str, Any], span: Optional[trace_api.Span] = None) -> bool:
@@ -375,20 +305,6 @@ class SentryLeg:
         for root, children in ready:
             self._submit(root, children)
         self.transport.shutdown(timeout)
-
-
-def _source(attributes: Mapping[str, Any]) -> str:
-    if attributes.get("sentry.transaction_source"):
-        return str(attributes["sentry.transaction_source"])
-    return "route" if attributes.get("http.route") else "url"
-
-
-def _request_name(attributes: Mapping[str, Any]) -> Optional[str]:
-    method = attributes.get("http.request.method") or attributes.get("http.method")
-    target = attributes.get("http.route") or attributes.get("url.path")
-    if method and target:
-        return f"{method} {target}"
-    return None
 
 
 class SentrySpanProcessor(SpanProcessor):

@@ -9,6 +9,7 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"  # errors reach Sentry either 
 ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
 ROOT_URLCONF = "examples.django_project.urls"
 WSGI_APPLICATION = "examples.django_project.wsgi.application"  # runserver serves the wrapped application too
+ASGI_APPLICATION = "examples.django_project.asgi.application"  # daphne and uvicorn serve this one
 INSTALLED_APPS: list[str] = []
 DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
