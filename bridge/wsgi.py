@@ -5,9 +5,12 @@ conventions are reused, not re-implemented). What this module adds:
 - exceptions that escape the app (from the call, from iterating the body, from ``close()``) become
   ``exception`` events with ERROR status and ``error.type``, and the server still sees the very same
   exception;
-- the body's ``close()`` is called exactly once whatever happens, and the span ends only when the body
-  has been sent or closed, so streaming responses are timed right; ``wsgi.file_wrapper`` objects are
-  handed back to the server as they are (so it can still use ``sendfile``);
+- the span ends at the first of: the body is exhausted, iterating it raises, ``close()`` is called (as
+  OpenTelemetry's own middleware does), so streaming responses are timed right and test clients that never
+  close still export; that same first event calls the app's ``close()``, exactly once, from any thread;
+  the body handed back is an iterator; ``wsgi.file_wrapper`` objects are handed back to the server as they
+  are (so it can still use ``sendfile``) and end the span on the server's ``close()``; a body dropped
+  unfinished (a test client that only read the status) ends the span when it is collected;
 - guarded user hooks, privacy scrubbing of the request attributes, and the per-request scope.
 Nothing the bridge does can raise into the app or the server: its own failures are logged.
 """
@@ -16,9 +19,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import chain
 from typing import Any, Callable, Optional
 from wsgiref.util import request_uri
 
+from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry.instrumentation.wsgi import (
     add_response_attributes,
@@ -27,6 +32,7 @@ from opentelemetry.instrumentation.wsgi import (
     wsgi_getter,
 )
 
+from bridge import scope as scope_module
 from bridge import setup
 from bridge.httpreq import ServerMiddleware, ServerRequest, warn_untraced
 from bridge.scope import RequestScope
@@ -112,7 +118,7 @@ class BridgeMiddleware(ServerMiddleware):
 class _Request(ServerRequest):
     """One traced WSGI request: the shared bookkeeping (bridge.httpreq) plus the response's progress."""
 
-    __slots__ = ("middleware", "environ", "server_start_response")
+    __slots__ = ("middleware", "environ", "server_start_response", "_unclaimed")
 
     def __init__(
         self,
@@ -128,6 +134,18 @@ class _Request(ServerRequest):
         self.middleware = middleware
         self.environ = environ
         self.server_start_response = server_start_response
+        # One token: whoever pops it (atomic, whatever the thread) closes the app's body and ends the span.
+        self._unclaimed = [True]
+
+    def enter(self) -> tuple[object, Any]:
+        """Make the request's context and scope current in this thread; pass the result to ``leave``. (The
+        body's ``next()`` and ``close()`` may come from different threads: each call keeps its own tokens.)"""
+        return context_api.attach(self.context), scope_module._current.set(self.scope)
+
+    def leave(self, tokens: tuple[object, Any]) -> None:
+        otel_token, scope_token = tokens
+        scope_module._current.reset(scope_token)
+        context_api.detach(otel_token)  # type: ignore[arg-type]
 
     def start_response(self, status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
         try:
@@ -151,107 +169,206 @@ class _Request(ServerRequest):
         if middleware.response_hook is not None:
             middleware.guard.call("response_hook", middleware.response_hook, span, self.environ, status, headers)
 
-    def wrap(self, result: Iterable[bytes], environ: Mapping[str, Any]) -> Iterable[bytes]:
-        file_wrapper = environ.get("wsgi.file_wrapper")
-        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
-            # Hand the server its own object back (sendfile stays possible); end the span on its close().
+    def finish(self, close: Optional[Callable[[], object]], entered: bool = False) -> None:
+        """The request is over: call ``close`` (the app's body's ``close()``, in the request's context, made
+        current here unless the caller ``entered`` it already) and end the span; only the first call does
+        anything. An exception from ``close`` is recorded, then raised to the caller, the span ended all the
+        same."""
+        if not self._unclaimed:  # the common second call (the server's close() after exhaustion): no raise
+            return
+        try:
+            self._unclaimed.pop()
+        except IndexError:  # another thread claimed it in between
+            return
+        try:
+            if close is not None:
+                tokens = None if entered else self.enter()
+                try:
+                    close()
+                except BaseException as exc:
+                    self.fail(exc)
+                    raise
+                finally:
+                    if tokens is not None:
+                        self.leave(tokens)
+        finally:
+            self._end_span()
+
+    def end(self, end_time: Optional[int] = None) -> None:
+        """``finish`` with nothing to close (the app raised, or its body is a list), inlined: it is the list
+        body's hot path."""
+        unclaimed = self._unclaimed
+        if unclaimed:
             try:
-                result.close = _ClosingHook(result, self)  # type: ignore[attr-defined]
-            except Exception:
-                self.end()
-            return result
-        if type(result) is list or type(result) is tuple:
-            return _SequenceBody(result, self)  # iterating it runs no app code: no context to activate
+                unclaimed.pop()
+            except IndexError:
+                return
+            ServerRequest.end(self, end_time)
+
+    def _end_span(self) -> None:
+        ServerRequest.end(self)  # the shared end (span, and what both protocols do when a request is over)
+
+    def wrap(self, result: Iterable[bytes], environ: Mapping[str, Any]) -> Iterable[bytes]:
+        try:
+            file_wrapper = environ.get("wsgi.file_wrapper")
+            if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+                # Hand the server its own object back (sendfile stays possible); its close() ends the span.
+                try:
+                    result.close = _ClosingHook(result, self)  # type: ignore[attr-defined]
+                except Exception:
+                    self.end()
+                return result
+            kind = type(result)
+            if kind is list or kind is tuple:
+                return _SequenceBody(result, self)  # type: ignore[arg-type]
+            if hasattr(kind, "__len__"):
+                return _SizedResponseBody(result, self)
+        except Exception:
+            logger.warning("otel-sentry-bridge: unusual response body; wrapped as a plain iterable", exc_info=True)
         return _ResponseBody(result, self)
 
 
+def _close_of(body: object) -> Optional[Callable[[], object]]:
+    try:
+        close = getattr(body, "close", None)
+    except Exception:
+        logger.warning("otel-sentry-bridge: reading the body's close attribute raised", exc_info=True)
+        return None
+    return close if callable(close) else None
+
+
 class _ClosingHook:
+    """Replaces a ``wsgi.file_wrapper``'s ``close``: the server's own close, then the span's end (once)."""
+
     __slots__ = ("_close", "_request")
 
     def __init__(self, result: Any, request: _Request) -> None:
-        self._close = getattr(result, "close", None)
+        self._close = _close_of(result)
         self._request = request
 
     def __call__(self) -> None:
-        request = self._request
-        try:
-            if self._close is not None:
-                self._close()
-        except BaseException as exc:
-            request.fail(exc)
-            raise
-        finally:
-            request.end()
+        self._request.finish(self._close)
 
 
 class _SequenceBody:
-    """A body the app already made (a list or tuple of chunks): the server iterates it directly, at C speed;
-    ``close()`` ends the span, exactly once. (Nothing of the app runs while it is iterated.)"""
+    """A body the app already made (a list or tuple of chunks). The server iterates the list's own iterator
+    at C speed, chained to one call that ends the span when the server asks past the last chunk; ``close()``
+    ends it if that came first. Nothing of the app runs while it is iterated, so no context is activated.
+    ``__iter__`` hands out that one shared iterator, and ``next()`` on the body advances it too."""
 
-    __slots__ = ("_chunks", "_request")
+    __slots__ = ("_chunks", "_iterator", "_request")
 
     def __init__(self, chunks: list[bytes] | tuple[bytes, ...], request: _Request) -> None:
         self._chunks = chunks
         self._request = request
+        # iter(callable, sentinel): request.end() returns None, the sentinel, so it stops right after the call
+        self._iterator: Iterator[bytes] = chain(chunks, iter(request.end, None))  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._chunks)
+        return self._iterator
+
+    def __next__(self) -> bytes:
+        return next(self._iterator)
 
     def __len__(self) -> int:
         return len(self._chunks)
 
     def close(self) -> None:
-        self._request.end()
+        request = self._request
+        if request._unclaimed:
+            request.end()
+
+    def __del__(self) -> None:
+        if self._request._unclaimed:
+            _dropped(self)
+
+
+def _dropped(body: _SequenceBody | _ResponseBody) -> None:
+    """A body dropped without being exhausted or closed (a test client that only looked at the status): the
+    span ends now, as the generator of OpenTelemetry's middleware ends it when it is collected."""
+    if body._request._unclaimed:
+        try:
+            body.close()
+        except BaseException:
+            logger.debug("otel-sentry-bridge: closing a dropped response body raised", exc_info=True)
 
 
 class _ResponseBody:
-    """The app's body, iterated in the request's context; ends the span on ``close()``, exactly once."""
+    """The app's body, iterated in the request's context. Exhausted, raising, or closed, whichever comes
+    first: the app's ``close()`` is called and the span ends; later ``next()`` calls stop at once without
+    touching the app's iterator, later ``close()`` calls do nothing.
 
-    __slots__ = ("_iterable", "_iterator", "_request", "_closed")
+    When the bridge calls the app's ``close()`` early (exhausted, or iterating raised) and it raises, the
+    exception is recorded at once and raised from the server's own ``close()``, where the server would have
+    met it without the bridge (a client that never closes never sees it, as it would never have caused it).
+    """
+
+    __slots__ = ("_iterable", "_iterator", "_request", "_done", "_close_errors")
 
     def __init__(self, iterable: Iterable[bytes], request: _Request) -> None:
         self._iterable = iterable
         self._iterator: Optional[Iterator[bytes]] = None
         self._request = request
-        self._closed = False
+        self._done = False
+        self._close_errors: Optional[list[BaseException]] = None
 
     def __iter__(self) -> _ResponseBody:
         return self
 
-    def __len__(self) -> int:
-        # Servers ask len() to set Content-Length for one-chunk bodies; answer as the app's body would.
-        return len(self._iterable)  # type: ignore[arg-type]
-
     def __next__(self) -> bytes:
+        if self._done:
+            raise StopIteration
         request = self._request
-        request.activate()
+        tokens = request.enter()
         try:
             if self._iterator is None:
                 self._iterator = iter(self._iterable)
-            return next(self._iterator)
+            chunk = next(self._iterator)
         except StopIteration:
+            self._finish_early(tokens)  # exhausted: the app's close() now, not when (or if) the server gets to it
             raise
         except BaseException as exc:
             request.fail(exc)
+            self._finish_early(tokens)
             raise
-        finally:
-            request.deactivate()
+        request.leave(tokens)
+        return chunk
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _finish_early(self, tokens: tuple[object, Any]) -> None:
+        """From ``__next__``, the request's context still current (``tokens``): close and end, then leave."""
+        self._done = True
         request = self._request
         try:
-            close = getattr(self._iterable, "close", None)
-            if close is not None:
-                request.activate()
-                try:
-                    close()
-                except BaseException as exc:
-                    request.fail(exc)
-                    raise
-                finally:
-                    request.deactivate()
+            request.finish(_close_of(self._iterable), entered=True)
+        except BaseException as exc:  # recorded by finish(); the server's close() raises it
+            self._close_errors = [exc]
         finally:
-            request.end()
+            request.leave(tokens)
+
+    def close(self) -> None:
+        self._done = True
+        errors = self._close_errors
+        if errors:
+            try:
+                error = errors.pop()  # atomic: one server close() raises it, whatever the threads
+            except IndexError:
+                return
+            raise error
+        request = self._request
+        if request._unclaimed:  # cheap early out; finish() itself decides, atomically
+            request.finish(_close_of(self._iterable))
+
+    def __del__(self) -> None:
+        if self._request._unclaimed:
+            _dropped(self)
+
+
+class _SizedResponseBody(_ResponseBody):
+    """A body with ``len()`` (servers ask it to set Content-Length for one-chunk bodies): answered by the
+    app's body, exceptions included. Bodies without ``len()`` get a wrapper without it, so servers that test
+    ``hasattr(body, "__len__")`` see what the app returned."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._iterable)  # type: ignore[arg-type]

@@ -1,6 +1,10 @@
-"""Django: wrap ``application`` in your project's ``wsgi.py``, and name routes with one middleware.
+"""Django: one middleware names routes, and traces requests no WSGI wrapper traced; ``wsgi.py`` optional.
 
-``wsgi.py``::
+``settings.py`` (first, so it runs before any other middleware)::
+
+    MIDDLEWARE = ["bridge.frameworks.django.RouteMiddleware", ...]
+
+``wsgi.py`` (optional: times the whole WSGI exchange, the server's writes included)::
 
     application = instrument_application(get_wsgi_application())
 
@@ -8,30 +12,31 @@
 
     application = instrument_asgi_application(get_asgi_application())
 
-``settings.py`` (first, so it runs before any middleware's ``process_view`` can answer)::
-
-    MIDDLEWARE = ["bridge.frameworks.django.RouteMiddleware", ...]
-
-- :func:`instrument_application` wraps the WSGI handler in :class:`~bridge.BridgeMiddleware` (which
-  closes every response, so Django's ``request_finished`` fires for every request) and connects
-  ``got_request_exception``: Django sends it, inside its exception handler, for every exception it turns
-  into a 500, whatever ``DEBUG`` says. Exceptions Django answers with a 4xx of its own (``Http404``,
-  ``PermissionDenied``, ``SuspiciousOperation`` such as ``DisallowedHost`` for a bad Host header) do not
-  send it and are not recorded as failures.
 - :class:`RouteMiddleware` names the span after ``request.resolver_match.route``, the full route
   through every ``include()``: ``users/<int:user_id>`` → ``GET /users/{user_id}``; a ``re_path`` regex
-  ``^users/(?P<user_id>[0-9]+)$`` → ``GET /users/{user_id}``.
+  ``^users/(?P<user_id>[0-9]+)$`` → ``GET /users/{user_id}``. When no WSGI span exists for the request
+  (Django's test ``Client``, ``runserver`` with an unwrapped ``wsgi.py``; not under ASGI), it makes the
+  request's span itself, with the same attributes, hooks and privacy rules as
+  :class:`~bridge.BridgeMiddleware`; the span ends when the response is closed (the test client and every
+  WSGI server close it) or, for a streaming response, when its content is exhausted or raises. With both
+  present there is one span per request: the WSGI wrapper's.
+- :func:`instrument_application` wraps the WSGI handler in :class:`~bridge.BridgeMiddleware` (which
+  closes every response, so Django's ``request_finished`` fires for every request).
+- Either connects ``got_request_exception``: Django sends it, inside its exception handler, for every
+  exception it turns into a 500, whatever ``DEBUG`` says. Exceptions Django answers with a 4xx of its own
+  (``Http404``, ``PermissionDenied``, ``SuspiciousOperation`` such as ``DisallowedHost`` for a bad Host
+  header) do not send it and are not recorded as failures.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from bridge.frameworks import angle_params, rooted
-from bridge.scope import fail_request, set_route
-from bridge.wsgi import BridgeMiddleware, WSGIApp
+from bridge.scope import current_scope, fail_request, set_route
+from bridge.wsgi import BridgeMiddleware, WSGIApp, _Request
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
@@ -46,9 +51,8 @@ ROUTE_MIDDLEWARE = f"{__name__}.RouteMiddleware"
 def instrument_application(application: WSGIApp, **hooks: Any) -> BridgeMiddleware:
     """``application`` (Django's WSGI handler) wrapped in BridgeMiddleware; ``hooks`` go to it."""
     from django.conf import settings
-    from django.core.signals import got_request_exception
 
-    got_request_exception.connect(_record_failure, dispatch_uid=DISPATCH_UID)
+    _connect_failures()
     if ROUTE_MIDDLEWARE not in getattr(settings, "MIDDLEWARE", ()):
         logger.info("otel-sentry-bridge: add %r to MIDDLEWARE to name transactions after routes", ROUTE_MIDDLEWARE)
     return BridgeMiddleware(application, **hooks)
@@ -114,6 +118,12 @@ def _group_end(pattern: str, index: int) -> int:
     return index
 
 
+def _connect_failures() -> None:
+    from django.core.signals import got_request_exception
+
+    got_request_exception.connect(_record_failure, dispatch_uid=DISPATCH_UID)  # the same uid: connected once
+
+
 def _record_failure(sender: Any, request: Any = None, **extra: Any) -> None:
     # Django sends the signal from inside its `except` block: the exception is the one being handled.
     exc = sys.exc_info()[1]
@@ -122,13 +132,41 @@ def _record_failure(sender: Any, request: Any = None, **extra: Any) -> None:
 
 
 class RouteMiddleware:
-    """Names the request's span after the resolved route; changes nothing else."""
+    """Names the request's span after the resolved route; makes that span when no WSGI wrapper did."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
+        # Its app is never called: only its request-span making (_begin) and settings are used.
+        self._spans = BridgeMiddleware(_never_called)
+        _connect_failures()
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        return self.get_response(request)
+        traced = self._traced(request) if current_scope() is None else None
+        if traced is None:
+            return self.get_response(request)
+        tokens = traced.enter()
+        try:
+            response = self.get_response(request)
+        except BaseException as exc:  # Django turns exceptions into responses; this one got past it
+            traced.leave(tokens)
+            traced.fail(exc)
+            traced.end()
+            raise
+        traced.leave(tokens)
+        _end_with(response, traced)
+        return response
+
+    def _traced(self, request: HttpRequest) -> Optional[_Request]:
+        """A new span for this request, or None (a WSGI span exists, ASGI, tracing off, or a failure)."""
+        try:
+            from django.core.handlers.wsgi import WSGIRequest
+
+            if not isinstance(request, WSGIRequest):
+                return None  # ASGI: the ASGI helper's business
+            return self._spans._begin(request.META, _ignore_start_response)
+        except Exception:
+            logger.warning("otel-sentry-bridge: could not start a span for this Django request", exc_info=True)
+            return None
 
     def process_view(
         self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
@@ -139,3 +177,44 @@ class RouteMiddleware:
                 set_route(route_template(match.route))
         except Exception:
             logger.warning("otel-sentry-bridge: could not name the Django route", exc_info=True)
+
+
+def _never_called(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    raise RuntimeError("RouteMiddleware's BridgeMiddleware is never called as an app")  # pragma: no cover
+
+
+def _ignore_start_response(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> None:
+    return None
+
+
+def _end_with(response: HttpResponseBase, traced: _Request) -> None:
+    """Record the response; end the span when it is closed (Django's test client and every WSGI server
+    close it) or, streaming, when its content is exhausted or raises (iterated in the request's context)."""
+    try:
+        traced.start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
+        if getattr(response, "streaming", False) and not getattr(response, "is_async", False):
+            content = response.streaming_content  # type: ignore[attr-defined]
+            response.streaming_content = traced.wrap(content, {})  # type: ignore[attr-defined]
+        response.close = _ClosingResponse(response.close, traced)  # type: ignore[method-assign]
+    except Exception:
+        logger.warning("otel-sentry-bridge: could not follow this Django response; span ended now", exc_info=True)
+        traced.end()
+
+
+class _ClosingResponse:
+    """The response's own ``close()`` (Django's ``request_finished`` included), then the span's end."""
+
+    __slots__ = ("_close", "_traced")
+
+    def __init__(self, close: Callable[[], None], traced: _Request) -> None:
+        self._close = close
+        self._traced = traced
+
+    def __call__(self) -> None:
+        try:
+            self._close()
+        except BaseException as exc:
+            self._traced.fail(exc)
+            raise
+        finally:
+            self._traced.end()
