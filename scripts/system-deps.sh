@@ -32,3 +32,11 @@ fi
 if ! "${PYTHON:-python3}" -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
   _apt_install python3-dev
 fi
+
+# Go, to build the OpenTelemetry Collector of collector-config/ (scripts/otelcol.sh). The machine's own Go is
+# preferred; Debian's golang-go is the fallback when there is none. Debian 12's is Go 1.19, older than the
+# collector's modules want (1.26): scripts/otelcol.sh then fetches that toolchain as a module from the Go
+# module proxy (as any Go from 1.21 on does by itself).
+if ! command -v go >/dev/null 2>&1; then
+  _apt_install golang-go
+fi

@@ -8,6 +8,8 @@ source scripts/venv.sh   # creates/updates .venv from constraints.txt, sets $PY
 
 echo "== ruff"; "$PY" -m ruff check bridge tests examples benchmarks
 echo "== mypy"; "$PY" -m mypy bridge
+# The OpenTelemetry Collector the collector tests run (built once, then cached by manifest hash).
+echo "== collector"; bash scripts/otelcol.sh | tail -n 1
 echo "== pytest"
 set +e
 "$PY" -m pytest "$@"

@@ -3,6 +3,7 @@
 - ``bugsink`` (session): a real Bugsink server; tests that use it are marked ``bugsink`` automatically.
 - ``otlp_receiver`` (function): an OTLP/HTTP receiver decoding with ``opentelemetry-proto``.
 - ``sentry_receiver`` (function): a Sentry envelope receiver judging with Relay's normalizer.
+- ``otelcol`` (session): the real OpenTelemetry Collector binary ``scripts/otelcol.sh`` builds (cached).
 The receivers fail the test at teardown if anything they received was undecodable or invalid.
 """
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Optional
 
 import pytest
 
 import bridge
 from tests.peers.bugsink import Bugsink
+from tests.peers.otelcol import collector_binary
 from tests.peers.otlp import OtlpReceiver
 from tests.peers.sentry import SentryReceiver
 
@@ -29,6 +32,12 @@ def bugsink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bugsink]:
     _started.append(server)
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def otelcol() -> Path:
+    """The collector built from scripts/otelcol-builder.yaml; the first build takes minutes, then it is cached."""
+    return collector_binary()
 
 
 @pytest.fixture

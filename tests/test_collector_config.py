@@ -1,15 +1,16 @@
-"""collector-config/: the Collector files hold together, and the bridge's real output meets tier 2's policies.
+"""collector-config/: every file loads in the real OpenTelemetry Collector, and the files hold together.
 
-No otelcol-contrib binary can be fetched here, so these checks are structural (the README's
-`otelcol-contrib validate` is the check with the real binary): every file parses; pipelines name only
-components their file defines; every component type exists in the pinned release; memory_limiter comes
-first; every ${env:...} has a default, and the defaults give values of the right kind; the tiers agree
-on ports and routing. The last test runs the bridge for real against a loopback OTLP receiver and
-judges its spans with tier 2's own sampling policies, read from the YAML.
+The collector is the one ``scripts/otelcol.sh`` builds from ``scripts/otelcol-builder.yaml`` (the
+``otelcol`` fixture). Each file, and each overlay combination the docs give, passes ``otelcol validate``;
+the binary holds exactly the components the files use; the release is pinned once (the manifest) and
+every YAML header and doc names it. Structural checks that validation cannot make stay: the tiers agree on
+ports and routing, memory_limiter comes first, every ${env:...} has a default, the Sentry route is
+exclusive, single-node samples like tier 2. What tail sampling keeps is judged by running single-node.yaml
+with the bridge's real spans (the two-tier path is ``test_collector_e2e.py``).
 """
+
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,45 +19,20 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from tests.httpserver import RecordingServer
-from tests.judges import decode_otlp
+from tests.peers.otelcol import validate
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "collector-config"
-PINNED_VERSION = "0.136.0"
-
-# Component types that exist in otelcol-contrib 0.136.0, by section: type -> Go module.
-# Modules: open-telemetry/opentelemetry-collector-releases, distributions/otelcol-contrib/manifest.yaml
-# at commit 008cde8ca78cc0286ee3f0de92fa95e1641a445a (every gomod at v0.136.0; the release notes add no
-# component in v0.136.0 or v0.137.0). Each type is the `type:` of the module's metadata.yaml. Only the
-# types these files use, or plausibly will, are listed; add one by the same two look-ups.
-# From v0.144.0 on, `otlp` and `otlphttp` exporters are deprecated aliases of `otlp_grpc` and `otlp_http`
-# (collector PRs #14403, #14397); `loadbalancing` later became an alias of `load_balancing` (contrib
-# PR #48533). Moving the pin past those releases means renaming here and in the files.
-_CORE = "go.opentelemetry.io/collector"
-_CONTRIB = "github.com/open-telemetry/opentelemetry-collector-contrib"
-KNOWN_TYPES: dict[str, dict[str, str]] = {
-    "receivers": {"otlp": f"{_CORE}/receiver/otlpreceiver"},
-    "processors": {
-        "batch": f"{_CORE}/processor/batchprocessor",
-        "memory_limiter": f"{_CORE}/processor/memorylimiterprocessor",
-        "filter": f"{_CONTRIB}/processor/filterprocessor",
-        "resource": f"{_CONTRIB}/processor/resourceprocessor",
-        "tail_sampling": f"{_CONTRIB}/processor/tailsamplingprocessor",
-    },
-    "exporters": {
-        "debug": f"{_CORE}/exporter/debugexporter",
-        "otlp": f"{_CORE}/exporter/otlpexporter",
-        "otlphttp": f"{_CORE}/exporter/otlphttpexporter",
-        "loadbalancing": f"{_CONTRIB}/exporter/loadbalancingexporter",
-    },
-    "connectors": {"forward": f"{_CORE}/connector/forwardconnector"},
-    "extensions": {"health_check": f"{_CONTRIB}/extension/healthcheckextension"},
-}
-SECTIONS = tuple(KNOWN_TYPES)
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "collector-config"
+MANIFEST = ROOT / "scripts" / "otelcol-builder.yaml"
+# The one pin: dist.version of the builder manifest. Everything else that names a release must agree.
+PINNED_VERSION: str = yaml.safe_load(MANIFEST.read_text())["dist"]["version"]
+DOCS = (ROOT / "docs" / "collector.md", ROOT / "docs" / "scaling.md", CONFIG_DIR / "README.md")
+# Components the binary carries beyond what the files use today (authenticated exporters).
+EXTRA_COMPONENTS = {"extensions": {"bearertokenauth"}}
+# Type names the files still use that the release lists under a new name (deprecated aliases; see docs).
+RENAMED = {"otlp": "otlp_grpc", "otlphttp": "otlp_http", "loadbalancing": "load_balancing"}
+SECTIONS = ("receivers", "processors", "exporters", "connectors", "extensions")
 
 BASE_FILES = (
     "agent.yaml",
@@ -65,7 +41,7 @@ BASE_FILES = (
     "single-node.yaml",
 )
 OVERLAY = "sentry-otlp-route.yaml"
-# What the README tells people to run: each base file alone, and the overlay on top of a sampler.
+# What the docs tell people to run: each base file alone, and the overlay on top of a sampler.
 CONFIG_SETS = [(name,) for name in BASE_FILES] + [
     ("gateway-tier2-sampler.yaml", OVERLAY),
     ("single-node.yaml", OVERLAY),
@@ -73,6 +49,8 @@ CONFIG_SETS = [(name,) for name in BASE_FILES] + [
 SAMPLERS = ("gateway-tier2-sampler.yaml", "single-node.yaml")
 BRIDGE_SERVE_DEFAULT = "http://127.0.0.1:4318/v1/traces"  # `otel-sentry-bridge serve`'s default listen + path
 DIRECT_MARKER = "otel_sentry_bridge.sentry_direct"
+# "OpenTelemetry Collector 0.161.0", "otelcol-contrib 0.161.0", "opentelemetry-collector-contrib:0.161.0"...
+_RELEASE_MENTION = re.compile(r"(?:Collector|collector-contrib|otelcol(?:-contrib|-bridge)?)[ :]v?(\d+\.\d+\.\d+)")
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 _ENV_WITH_DEFAULT = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*):-(.+)")
@@ -161,13 +139,30 @@ def test_file_parses_and_names_the_pinned_version(name: str) -> None:
     document = yaml.safe_load(_raw(name))
     assert isinstance(document, dict)
     assert set(document) <= {*SECTIONS, "service"}, f"{name}: unknown top-level keys"
-    assert f"otelcol-contrib {PINNED_VERSION}" in _raw(name), f"{name} does not say which release it is for"
+    header = "".join(line for line in _raw(name).splitlines(keepends=True) if line.startswith("#"))
+    assert f"OpenTelemetry Collector {PINNED_VERSION}" in header, f"{name} does not say which release it is for"
+    assert set(_RELEASE_MENTION.findall(_raw(name))) == {PINNED_VERSION}, f"{name} names another release"
 
 
-def test_readme_pins_the_same_release() -> None:
-    readme = _raw("README.md")
-    pinned = set(re.findall(r"otelcol-contrib[ :v]*(\d+\.\d+\.\d+)", readme))
-    assert pinned == {PINNED_VERSION}, pinned
+@pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.name)
+def test_docs_name_the_pinned_release(doc: Path) -> None:
+    mentions = set(_RELEASE_MENTION.findall(doc.read_text(encoding="utf-8")))
+    assert mentions == {PINNED_VERSION}, f"{doc.name} names {mentions}, the manifest pins {PINNED_VERSION}"
+
+
+def test_manifest_pins_every_module_at_the_one_release() -> None:
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    minor = int(PINNED_VERSION.split(".")[1])
+    # Each collector release ships its unstable modules as v0.N.0 and its stable ones as v1.(N-94).0.
+    allowed = {f"v{PINNED_VERSION}", f"v1.{minor - 94}.0"}
+    modules = [m["gomod"] for section in (*SECTIONS, "providers") for m in manifest.get(section, [])]
+    assert len(modules) >= 10
+    for gomod in modules:
+        path, version = gomod.split()
+        assert path.startswith(
+            ("go.opentelemetry.io/collector/", "github.com/open-telemetry/opentelemetry-collector-contrib/")
+        )
+        assert version in allowed, f"{path} is at {version}, not at the collector release {PINNED_VERSION}"
 
 
 @pytest.mark.parametrize("name", [*BASE_FILES, OVERLAY])
@@ -184,8 +179,14 @@ def test_every_env_reference_has_a_default(name: str) -> None:
 
 
 @pytest.fixture(params=CONFIG_SETS, ids=lambda names: "+".join(names))
-def config(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return load(*request.param)
+def config_names(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    names: tuple[str, ...] = request.param
+    return names
+
+
+@pytest.fixture
+def config(config_names: tuple[str, ...]) -> dict[str, Any]:
+    return load(*config_names)
 
 
 def test_pipelines_name_only_components_the_file_defines(config: dict[str, Any]) -> None:
@@ -213,11 +214,27 @@ def test_base_files_define_nothing_they_do_not_use(name: str) -> None:
         assert not unused, f"{name}: unused {section} {unused}"
 
 
-def test_every_component_type_exists_in_the_pinned_release(config: dict[str, Any]) -> None:
+def test_the_real_collector_validates_it(config_names: tuple[str, ...], otelcol: Path) -> None:
+    result = validate(otelcol, [CONFIG_DIR / name for name in config_names])
+    assert result.returncode == 0, f"otelcol validate {' '.join(config_names)}:\n{result.stdout}{result.stderr}"
+
+
+def test_the_binary_holds_exactly_the_components_the_files_use(otelcol: Path) -> None:
+    import subprocess
+
+    listing = yaml.safe_load(
+        subprocess.run([str(otelcol), "components"], capture_output=True, text=True, check=True).stdout
+    )
+    built = {section: {entry["name"] for entry in listing.get(section) or []} for section in SECTIONS}
+    used: dict[str, set[str]] = {section: set() for section in SECTIONS}
+    for names in CONFIG_SETS:
+        config = load(*names)
+        for section in SECTIONS:
+            types = {_type(component_id) for component_id in config.get(section) or {}}
+            used[section] |= {RENAMED.get(name, name) if section == "exporters" else name for name in types}
     for section in SECTIONS:
-        for component_id in config.get(section) or {}:
-            assert _type(component_id) in KNOWN_TYPES[section], f"{section}/{component_id} is not in {PINNED_VERSION}"
-            assert not component_id.endswith("/"), component_id
+        assert used[section] <= built[section], f"{section} {used[section] - built[section]} are not in the binary"
+        assert built[section] - used[section] <= EXTRA_COMPONENTS.get(section, set()), f"{section}: unused in the files"
 
 
 def test_memory_limiter_comes_first_in_every_pipeline(config: dict[str, Any]) -> None:
@@ -327,117 +344,7 @@ def test_sentry_otlp_route_replaces_the_bridge_never_adds_to_it(name: str) -> No
     assert re.fullmatch(r"sentry sentry_key=\S+", sentry["headers"]["x-sentry-auth"])
 
 
-# --- tier 2's policies, evaluated on spans ------------------------------------------------------------
-
-_OTTL_EQUALS = re.compile(
-    r'\s*(?P<path>name|attributes\["(?P<attr>[^"]+)"\]|resource\.attributes\["(?P<res>[^"]+)"\])'
-    r'\s*==\s*(?P<literal>"[^"\\]*"|true|false|-?\d+)\s*'
-)
-_STATUS = {"UNSET": Status.STATUS_CODE_UNSET, "OK": Status.STATUS_CODE_OK, "ERROR": Status.STATUS_CODE_ERROR}
-
-
-def _value(any_value: AnyValue) -> Any:
-    kind = any_value.WhichOneof("value")
-    return getattr(any_value, kind) if kind else None
-
-
-def _attributes(pairs: Any) -> dict[str, Any]:
-    return {pair.key: _value(pair.value) for pair in pairs}
-
-
-def ottl_true(condition: str, item: Any, resource: Resource) -> bool:
-    """The one OTTL form these files use, `path == literal`; anything else fails the test to be taught here."""
-    match = _OTTL_EQUALS.fullmatch(condition)
-    assert match, f"this test does not understand the OTTL condition {condition!r}"
-    literal = yaml.safe_load(match["literal"])
-    if match["path"] == "name":
-        actual = item.name
-    elif match["attr"]:
-        actual = _attributes(item.attributes).get(match["attr"])
-    else:
-        actual = _attributes(resource.attributes).get(match["res"])
-    return bool(actual == literal and type(actual) is type(literal))
-
-
-def deciding_votes(policies: list[dict[str, Any]], trace: list[tuple[Resource, Span]]) -> set[str]:
-    """Names of the policies that keep `trace` whatever its id; probabilistic ones never count here."""
-    votes = set()
-    for policy in policies:
-        kind, settings = policy["type"], policy.get(policy["type"], {})
-        if kind == "probabilistic":
-            continue
-        if kind == "status_code":
-            wanted = {_STATUS[code] for code in settings["status_codes"]}
-            kept = any(span.status.code in wanted for _, span in trace)
-        elif kind == "ottl_condition":
-            kept = any(
-                ottl_true(c, span, resource) for resource, span in trace for c in settings.get("span", [])
-            ) or any(
-                ottl_true(c, event, resource)
-                for resource, span in trace
-                for event in span.events
-                for c in settings.get("spanevent", [])
-            )
-        else:
-            raise AssertionError(f"policy type {kind!r} is new: teach deciding_votes what it keeps")
-        if kept:
-            votes.add(policy["name"])
-    return votes
-
-
-def dropped_by_filter(filter_settings: dict[str, Any], resource: Resource, span: Span) -> bool:
-    return any(ottl_true(c, span, resource) for c in filter_settings["traces"]["span"])
-
-
-def tier2_policies() -> list[dict[str, Any]]:
-    policies: list[dict[str, Any]] = load("gateway-tier2-sampler.yaml")["processors"]["tail_sampling"]["policies"]
-    return policies
-
-
-def error_policy_name(policies: list[dict[str, Any]]) -> str:
-    names = [p["name"] for p in policies if p["type"] == "status_code" and "ERROR" in p["status_code"]["status_codes"]]
-    assert len(names) == 1, f"tier 2 needs one status_code policy keeping ERROR traces, found {names}"
-    return names[0]
-
-
-def test_tier_2_keeps_a_probabilistic_baseline_of_the_rest() -> None:
-    (baseline,) = [p for p in tier2_policies() if p["type"] == "probabilistic"]
-    assert 0 < baseline["probabilistic"]["sampling_percentage"] < 100
-
-
-def _span(status: int = Status.STATUS_CODE_UNSET, event: str = "") -> Span:
-    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="GET /x", kind=Span.SPAN_KIND_SERVER)
-    span.status.code = status
-    if event:
-        span.events.add(name=event)
-    return span
-
-
-@pytest.mark.parametrize(
-    ("span", "expected"),
-    [
-        (_span(Status.STATUS_CODE_ERROR), {"errors"}),
-        (_span(event="exception"), {"exceptions"}),
-        (_span(Status.STATUS_CODE_ERROR, event="exception"), {"errors", "exceptions"}),
-        (_span(Status.STATUS_CODE_OK, event="log"), set()),
-        (_span(), set()),
-    ],
-)
-def test_tier_2_keeps_failed_traces_whatever_their_id(span: Span, expected: set[str]) -> None:
-    assert deciding_votes(tier2_policies(), [(Resource(), span)]) == expected
-
-
-@pytest.mark.parametrize(("value", "dropped"), [(True, True), ("true", True), (False, False), (None, False)])
-def test_bridge_feed_skips_services_that_report_to_sentry_themselves(value: Any, dropped: bool) -> None:
-    resource = Resource()
-    if value is not None:
-        any_value = AnyValue(bool_value=value) if isinstance(value, bool) else AnyValue(string_value=value)
-        resource.attributes.append(KeyValue(key=DIRECT_MARKER, value=any_value))
-    settings = load("gateway-tier2-sampler.yaml")["processors"]["filter/already-in-sentry"]
-    assert dropped_by_filter(settings, resource, _span()) is dropped
-
-
-# --- the bridge's real output ---------------------------------------------------------------------------
+# --- what tail sampling keeps, judged by the real collector ----------------------------------------------
 
 
 def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -448,59 +355,86 @@ def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"done"]
 
 
-def _request_path(span: Span) -> str | None:
-    attributes = _attributes(span.attributes)
-    for key in ("url.path", "http.target"):
-        if key in attributes:
-            return str(attributes[key]).split("?", 1)[0]
-    return urlsplit(attributes["http.url"]).path if "http.url" in attributes else None
+def _sdk_trace(url: str, resource: dict[str, Any], *, error: bool, exception_event: bool) -> str:
+    """One server span from a plain OpenTelemetry SDK service (not the bridge); its trace id in hex."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource as SdkResource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    provider = TracerProvider(resource=SdkResource.create(resource))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=url, timeout=10)))
+    with provider.get_tracer("tests.collector").start_as_current_span("POST /pay", kind=SpanKind.SERVER) as span:
+        if exception_event:
+            span.add_event("exception", {"exception.type": "IllegalStateException", "exception.message": "declined"})
+        if error:
+            span.set_status(Status(StatusCode.ERROR))
+        trace_id = f"{span.get_span_context().trace_id:032x}"
+    provider.shutdown()
+    return trace_id
 
 
-def test_bridge_output_meets_the_tier_2_error_policy() -> None:
-    bridge = importlib.import_module("bridge")
-    if not hasattr(bridge, "BridgeMiddleware"):
-        pytest.skip("bridge.BridgeMiddleware does not exist yet; this test turns on when the core is merged")
+def test_single_node_keeps_failed_traces_and_keeps_sentry_direct_services_from_the_converter(
+    otelcol: Path, tmp_path: Path
+) -> None:
     from werkzeug.test import Client
 
-    with RecordingServer() as server:
-        instance = bridge.init(
-            service_name="collector-test", otlp_endpoint=server.url + "/v1/traces", exporters=("otlp",)
+    import bridge
+    from tests.collector_support import BACKEND_OVERLAY, GRPC, HTTP
+    from tests.peers.otelcol import Collector, wait_until
+    from tests.peers.otlp import OtlpReceiver
+
+    overlay = tmp_path / "backend-overlay.yaml"
+    overlay.write_text(BACKEND_OVERLAY)
+    with OtlpReceiver() as backend, OtlpReceiver() as converter:
+        collector = Collector(
+            otelcol,
+            [CONFIG_DIR / "single-node.yaml", overlay],
+            tmp_path,
+            name="single-node",
+            listen=[GRPC, HTTP],
+            sets={"processors::tail_sampling::decision_wait": "1s"},
+            env={
+                "BASELINE_SAMPLING_PERCENTAGE": "0",  # only the error policies keep a trace
+                "BRIDGE_SERVE_TRACES_ENDPOINT": converter.endpoint,
+                "TEST_BACKEND_TRACES_ENDPOINT": backend.endpoint,
+            },
         )
-        try:
+        with collector:
+            url = f"http://127.0.0.1:{collector.port(HTTP)}/v1/traces"
+            instance = bridge.init(service_name="shop", otlp_endpoint=url, exporters=("otlp",))
             client = Client(bridge.BridgeMiddleware(_app))
             with pytest.raises(RuntimeError, match="boom from /raise"):
                 client.get("/raise", buffered=True)
             assert client.get("/fail", buffered=True).status_code == 500
             assert client.get("/ok", buffered=True).status_code == 200
-            instance.flush(5)
-        finally:
+            assert instance.flush(10)
             instance.shutdown()
-        received = server.wait_for(1)
+            # An exception recorded without an ERROR status (as some SDKs do) is kept by the "exceptions" policy.
+            exception_only = _sdk_trace(url, {"service.name": "payments"}, error=False, exception_event=True)
+            # Services reporting to Sentry themselves: kept for the backend, never fed to the converter.
+            direct_bool = _sdk_trace(
+                url, {"service.name": "d1", DIRECT_MARKER: True}, error=True, exception_event=False
+            )
+            direct_text = _sdk_trace(
+                url, {"service.name": "d2", DIRECT_MARKER: "true"}, error=True, exception_event=False
+            )
+            decided = "otelcol_processor_tail_sampling_global_count_traces_sampled"
+            wait_until(lambda: collector.metric(decided) >= 6, 30, lambda: collector.log_tail())
+            backend_spans = backend.wait_for_spans(5, timeout=30)
+            converter_spans = converter.wait_for_spans(3, timeout=30)
+            assert collector.metric(decided, sampled="true") == 5
 
-    traces: dict[bytes, list[tuple[Resource, Span]]] = {}
-    for request in received:
-        assert request.path == "/v1/traces"
-        body = decode_otlp(request.body, request.headers.get("content-encoding", ""))
-        for resource_spans in body.resource_spans:
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    traces.setdefault(span.trace_id, []).append((resource_spans.resource, span))
-    by_path = {
-        _request_path(span): trace
-        for trace in traces.values()
-        for _, span in trace
-        if span.kind == Span.SPAN_KIND_SERVER
-    }
-    assert {"/raise", "/fail", "/ok"} <= set(by_path), f"server spans seen for {sorted(map(str, by_path))}"
+    def paths(spans: list[Any]) -> set[str]:
+        return {
+            str(s.attributes.get("url.path") or s.attributes.get("http.target")) for s in spans if s.kind == "SERVER"
+        }
 
-    policies = tier2_policies()
-    errors = error_policy_name(policies)
-    assert errors in deciding_votes(policies, by_path["/raise"]), "a request that raised has no ERROR span"
-    assert errors in deciding_votes(policies, by_path["/fail"]), "a request answered 500 has no ERROR span"
-    assert deciding_votes(policies, by_path["/ok"]) == set(), "a 200 must be left to the baseline"
-
-    # Configured with the OTLP leg only, this service does not report to Sentry itself: the collector's
-    # feed to the converter must let its spans through.
-    sentry_filter = load("gateway-tier2-sampler.yaml")["processors"]["filter/already-in-sentry"]
-    for trace in by_path.values():
-        assert not any(dropped_by_filter(sentry_filter, resource, span) for resource, span in trace)
+    backend_traces = {s.trace_id for s in backend_spans}
+    assert {"/raise", "/fail"} <= paths(backend_spans) and "/ok" not in paths(backend_spans)
+    assert {exception_only, direct_bool, direct_text} <= backend_traces
+    converter_traces = {s.trace_id for s in converter_spans}
+    assert {"/raise", "/fail"} <= paths(converter_spans) and "/ok" not in paths(converter_spans)
+    assert exception_only in converter_traces
+    assert not {direct_bool, direct_text} & converter_traces, "a sentry_direct service was fed to the converter"

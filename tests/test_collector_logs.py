@@ -1,20 +1,21 @@
 """collector-config/'s logs pipelines: agent → tier 1 (by trace id) → tier 2 → ``serve``'s /v1/logs, with the
-records of services that report to Sentry themselves filtered out, checked on the bridge's real records."""
+records of services that report to Sentry themselves filtered out: the real collector between the bridge's
+real records and a /v1/logs receiver."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 import bridge
+from tests.collector_support import CONFIG_DIR, GRPC, HTTP
+from tests.peers.otelcol import Collector, wait_until
 from tests.peers.otlp_logs import OtlpLogsReceiver
 from tests.peers.sentry import SentryReceiver
-from tests.test_collector_config import OVERLAY, SAMPLERS, _grpc_port, _port, load, ottl_true, routes
+from tests.test_collector_config import OVERLAY, SAMPLERS, _grpc_port, _port, load, routes
 
 
 def test_agent_forwards_logs_like_traces() -> None:
@@ -46,26 +47,33 @@ def test_the_sentry_otlp_overlay_leaves_logs_to_serve(name: str) -> None:
     assert [exporter for _, exporter in routes(load(name, OVERLAY), "otlp", "logs")] == ["otlphttp/bridge"]
 
 
-def _dropped(resource: Resource) -> bool:
-    conditions = load("gateway-tier2-sampler.yaml")["processors"]["filter/already-in-sentry"]["logs"]["log_record"]
-    return any(ottl_true(condition, LogRecord(), resource) for condition in conditions)
-
-
 def test_the_filter_drops_the_records_of_a_bridge_that_reports_to_sentry_itself(
-    sentry_receiver: SentryReceiver,
+    otelcol: Path, tmp_path: Path, sentry_receiver: SentryReceiver
 ) -> None:
-    resources = []
-    for dsn in (sentry_receiver.dsn, None):
-        with OtlpLogsReceiver() as receiver:
-            exporters = "sentry" if dsn else "none"
-            bridge.init(dsn=dsn, exporters=exporters, logs_exporters="otlp", logs_endpoint=receiver.endpoint)
-            logging.getLogger("shop").warning("a record")
-            assert bridge.flush(5)
-            bridge.shutdown(1)
-            body = receiver.requests[0].body
-        request = ExportLogsServiceRequest()
-        request.ParseFromString(body)
-        resources.append(request.resource_logs[0].resource)
-    with_dsn, without = resources
-    assert _dropped(with_dsn), "errors would reach Sentry twice: in process and through serve"
-    assert not _dropped(without)
+    """The real collector (single-node.yaml, the same filter as tier 2) between the bridge and serve's /v1/logs."""
+    with OtlpLogsReceiver() as converter:
+        collector = Collector(
+            otelcol,
+            [CONFIG_DIR / "single-node.yaml"],
+            tmp_path,
+            name="single-node-logs",
+            listen=[GRPC, HTTP],
+            env={"BRIDGE_SERVE_LOGS_ENDPOINT": converter.endpoint},
+        )
+        with collector:
+            url = f"http://127.0.0.1:{collector.port(HTTP)}/v1/logs"
+            # First a service with its own Sentry leg (the bridge marks it sentry_direct), then one without.
+            for service, dsn in (("direct", sentry_receiver.dsn), ("plain", None)):
+                exporters = "sentry" if dsn else "none"
+                bridge.init(
+                    service_name=service, dsn=dsn, exporters=exporters, logs_exporters="otlp", logs_endpoint=url
+                )
+                logging.getLogger("shop").warning("a record from %s", service)
+                assert bridge.flush(5)
+                bridge.shutdown(1)
+            converter.wait_for_records(1, timeout=30)
+            filtered = "otelcol_processor_filter_logs_filtered"
+            wait_until(lambda: collector.metric(filtered) >= 1, 30, lambda: str(collector.samples()))
+            assert collector.metric(filtered) == 1
+    services = [record.resource.get("service.name") for record in converter.records]
+    assert services == ["plain"], "errors would reach Sentry twice: in process and through serve"
