@@ -160,9 +160,9 @@ def _show(key: str, value: Any) -> str:
         return "(unset)"
     if key == "dsn":
         return str(value)  # Dsn.__str__ masks the key
-    if key == "otlp_headers":
+    if key in ("otlp_headers", "metrics_headers"):
         return ", ".join(f"{name}=****" for name in value) or "(none)"
-    if key == "otlp_endpoint":
+    if key in ("otlp_endpoint", "metrics_endpoint"):
         return mask_url(str(value))
     if key == "before_send":
         return getattr(value, "__qualname__", type(value).__name__)

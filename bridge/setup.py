@@ -96,6 +96,7 @@ class Bridge:
         self.otlp_exporter: Optional[CountingSpanExporter] = None
         self.otlp_processor: Optional[BoundedBatchSpanProcessor] = None
         self.sentry: Any = None  # bridge.sentry.leg.SentryLeg when the Sentry leg is on
+        self.metrics: Any = None  # bridge.metrics.MetricsLeg when OTEL_METRICS_EXPORTER asks for one
         self._processors: list[SpanProcessor] = []
         self._closed = False
         if options.disabled:
@@ -122,6 +123,10 @@ class Bridge:
 
             self.sentry = SentryLeg(options, self.provider.resource)
             self._add(self.sentry.processor)
+        if options.metrics_enabled:
+            from bridge.metrics import build_metrics_leg
+
+            self.metrics = build_metrics_leg(options, self.provider.resource)
         self.tracer = self.provider.get_tracer(SCOPE_NAME, __version__)
 
     def _add(self, processor: SpanProcessor) -> None:
@@ -143,6 +148,8 @@ class Bridge:
             return True
         deadline = time.monotonic() + max(0.0, timeout)
         calls = [functools.partial(_flush_processor, processor, deadline) for processor in self._processors]
+        if self.metrics is not None:
+            calls.append(functools.partial(_flush_metrics, self.metrics, deadline))
         return _all_at_once(calls, deadline)
 
     def shutdown(self, timeout: Optional[float] = None) -> None:
@@ -164,6 +171,8 @@ class Bridge:
         with _suppressed():
             if self.sentry is not None:  # before the provider, so its processor's shutdown is a no-op
                 self.sentry.shutdown(left())
+            if self.metrics is not None:
+                self.metrics.shutdown(left())
             for processor in self._processors:
                 if isinstance(processor, BoundedBatchSpanProcessor):
                     processor.shutdown(left() * 1000)
@@ -187,6 +196,10 @@ class Bridge:
 def _flush_processor(processor: SpanProcessor, deadline: float) -> bool:
     with _suppressed():
         return bool(processor.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000)))
+
+
+def _flush_metrics(metrics: Any, deadline: float) -> bool:
+    return bool(metrics.flush(max(0.0, deadline - time.monotonic())))
 
 
 def _all_at_once(calls: Sequence[Callable[[], bool]], deadline: float) -> bool:

@@ -8,7 +8,10 @@ conventions are reused, not re-implemented). What this module adds:
 - the body's ``close()`` is called exactly once whatever happens, and the span ends only when the body
   has been sent or closed, so streaming responses are timed right; ``wsgi.file_wrapper`` objects are
   handed back to the server as they are (so it can still use ``sendfile``);
-- guarded user hooks, privacy scrubbing of the request attributes, and the per-request scope.
+- guarded user hooks, privacy scrubbing of the request attributes, and the per-request scope;
+- HTTP server metrics (``bridge.metrics``), as OpenTelemetry's middleware records them.
+It takes ``OpenTelemetryMiddleware``'s constructor arguments, in its order, with their meaning
+(``docs/migrating-from-opentelemetry.md``).
 Nothing the bridge does can raise into the app or the server: its own failures are logged.
 """
 
@@ -19,13 +22,15 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Callable, Optional
 from wsgiref.util import request_uri
 
 from opentelemetry import context as context_api
+from opentelemetry import metrics as metrics_api
 from opentelemetry import propagate
 from opentelemetry import trace as trace_api
-from opentelemetry.instrumentation._semconv import _StabilityMode
+from opentelemetry.instrumentation._semconv import _report_new, _report_old, _StabilityMode
 from opentelemetry.instrumentation.wsgi import (
     add_response_attributes,
     collect_request_attributes,
@@ -42,9 +47,12 @@ from opentelemetry.util.http import (
 
 from bridge import scope as scope_module
 from bridge import setup
+from bridge.config import Options
+from bridge.metrics import RequestMeasure, ServerMetrics
 from bridge.scope import RequestScope
 from bridge.sentry.privacy import filter_attributes
 from bridge.tracebook import remember as remember_trace
+from bridge.version import __version__
 
 __all__ = ["BridgeMiddleware"]
 
@@ -65,9 +73,22 @@ PRIVATE_HEADERS = (
 
 
 def _semconv_mode() -> _StabilityMode:
-    """The stable HTTP conventions by default; ``OTEL_SEMCONV_STABILITY_OPT_IN=http/dup`` adds the old ones."""
-    opt_in = {part.strip() for part in os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")}
-    return _StabilityMode.HTTP_DUP if "http/dup" in opt_in else _StabilityMode.HTTP
+    """The stable HTTP conventions when ``OTEL_SEMCONV_STABILITY_OPT_IN`` is unset (the bridge never emitted
+    others); when it is set, read as OpenTelemetry's instrumentations read it, so all of a process's agree:
+    ``http`` stable, ``http/dup`` both, any other value the old experimental conventions."""
+    raw = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+    if not raw.strip():
+        return _StabilityMode.HTTP
+    opt_in = {part.strip().lower() for part in raw.split(",")}
+    if "http/dup" in opt_in:
+        return _StabilityMode.HTTP_DUP
+    return _StabilityMode.HTTP if "http" in opt_in else _StabilityMode.DEFAULT
+
+
+def _foreign_global_provider() -> bool:
+    """A global TracerProvider set by other code than the bridge (OpenTelemetry's own SDK setup)."""
+    provider = trace_api.get_tracer_provider()
+    return not isinstance(provider, (trace_api.ProxyTracerProvider, setup._DelegatingTracerProvider))
 
 
 _untraced_warned = [float("-inf")]
@@ -110,7 +131,14 @@ class _HookGuard:
 class BridgeMiddleware:
     """Wrap a WSGI app: ``app = BridgeMiddleware(app)``. Uses the configuration of ``bridge.init()``.
 
-    Hooks (each optional and guarded):
+    ``OpenTelemetryMiddleware``'s arguments, in its order: ``request_hook(span, environ)``,
+    ``response_hook(span, environ, status, headers)``, ``tracer_provider`` (spans go to it instead of the
+    bridge's provider), ``meter_provider`` (the HTTP server metrics go to it instead of the bridge's metrics
+    leg). Without ``bridge.init()`` and with a global TracerProvider set by other code, the middleware uses
+    the global providers, as ``OpenTelemetryMiddleware`` does (settings from the environment); without
+    either, it calls ``bridge.init()`` from the environment once.
+
+    The bridge's own hooks (each optional and guarded):
     ``skip(environ) -> bool``, ``identify_user(environ) -> str | None`` (``enduser.id``),
     ``session_id(environ) -> str | None`` (``session.id``), ``view_name(environ) -> str | None``
     (a route template such as ``/users/{id}`` becomes ``http.route`` and the span name
@@ -121,15 +149,26 @@ class BridgeMiddleware:
     def __init__(
         self,
         app: WSGIApp,
+        request_hook: Optional[Callable[[trace_api.Span, dict[str, Any]], None]] = None,
+        response_hook: Optional[Callable[[trace_api.Span, dict[str, Any], str, list[tuple[str, str]]], None]] = None,
+        tracer_provider: Optional[trace_api.TracerProvider] = None,
+        meter_provider: Optional[metrics_api.MeterProvider] = None,
         *,
         skip: Optional[Callable[[dict[str, Any]], bool]] = None,
         identify_user: Optional[Callable[[dict[str, Any]], Optional[str]]] = None,
         session_id: Optional[Callable[[dict[str, Any]], Optional[str]]] = None,
         view_name: Optional[Callable[[dict[str, Any]], Optional[str]]] = None,
-        request_hook: Optional[Callable[[trace_api.Span, dict[str, Any]], None]] = None,
-        response_hook: Optional[Callable[[trace_api.Span, dict[str, Any], str, list[tuple[str, str]]], None]] = None,
     ) -> None:
         self.app = app
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self._tracer: Optional[trace_api.Tracer] = None
+        if tracer_provider is not None:
+            self._tracer = tracer_provider.get_tracer(setup.SCOPE_NAME, __version__)
+        # Without bridge.init() but beside OpenTelemetry's own setup: a Bridge without legs (for its settings
+        # and the request scope), the global TracerProvider's tracer, the global MeterProvider.
+        self._standalone: Optional[tuple[setup.Bridge, trace_api.Tracer]] = None
+        self._server_metrics: Optional[tuple[object, ServerMetrics]] = None
         self.skip = skip
         self.identify_user = identify_user
         self.session_id = session_id
@@ -162,7 +201,9 @@ class BridgeMiddleware:
 
     def _active(self) -> Optional[setup.Bridge]:
         bridge = setup.active()
-        if bridge is None and not self._auto_init_failed:
+        if bridge is None and (self.tracer_provider is not None or _foreign_global_provider()):
+            bridge = self._standalone_bridge()
+        elif bridge is None and not self._auto_init_failed:
             # Wrapped but never configured: configure from the environment, once.
             try:
                 bridge = setup.init()
@@ -175,6 +216,44 @@ class BridgeMiddleware:
         if bridge is not self._settings_for:
             self._settings(bridge)
         return bridge
+
+    def _standalone_bridge(self) -> Optional[setup.Bridge]:
+        if self._standalone is None:
+            if self._auto_init_failed:
+                return None
+            try:
+                options = Options.resolve()
+                bridge = setup.Bridge(replace(options, exporters=(), metrics_exporters=()))
+            except Exception:
+                self._auto_init_failed = True
+                logger.exception("otel-sentry-bridge: the settings in the environment are invalid; not traced")
+                return None
+            tracer = trace_api.get_tracer_provider().get_tracer(setup.SCOPE_NAME, __version__)
+            self._standalone = (bridge, tracer)
+        return self._standalone[0]
+
+    def _tracer_for(self, bridge: setup.Bridge) -> trace_api.Tracer:
+        if self._tracer is not None:
+            return self._tracer
+        if self._standalone is not None and bridge is self._standalone[0]:
+            return self._standalone[1]
+        return bridge.tracer
+
+    def _metrics_for(self, bridge: setup.Bridge) -> Optional[ServerMetrics]:
+        """The HTTP server metrics: to ``meter_provider``, else the bridge's metrics leg, else (beside
+        OpenTelemetry's own setup) the global MeterProvider."""
+        provider: Any = self.meter_provider
+        if provider is None:
+            if bridge.metrics is not None:
+                provider = bridge.metrics.meter_provider
+            elif self._standalone is not None and bridge is self._standalone[0]:
+                provider = metrics_api.get_meter_provider()
+            else:
+                return None
+        cached = self._server_metrics
+        if cached is None or cached[0] is not provider or cached[1].mode is not self._mode:
+            cached = self._server_metrics = (provider, ServerMetrics.of(provider, self._mode))
+        return cached[1]
 
     # -- the WSGI call ------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -206,7 +285,7 @@ class BridgeMiddleware:
             return None
         mode = self._mode
         attributes: dict[str, Any] = collect_request_attributes(environ, mode)
-        if "url.path" not in attributes:
+        if "url.path" not in attributes and _report_new(mode):
             # OTel takes url.path from RAW_URI/REQUEST_URI, which wsgiref and others do not set.
             attributes["url.path"] = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "") or "/"
             if environ.get("QUERY_STRING"):
@@ -244,7 +323,7 @@ class BridgeMiddleware:
         else:
             kind = SpanKind.SERVER
             parent = propagate.extract(environ, context=parent, getter=wsgi_getter)
-        span = bridge.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+        span = self._tracer_for(bridge).start_span(name, context=parent, kind=kind, attributes=attributes)
         if not span.is_recording():  # no processor sees it; its errors still need the incoming DSC
             remember_trace(span, parent, track=False)
         request = _Request(
@@ -252,6 +331,10 @@ class BridgeMiddleware:
         )
         if self.request_hook is not None:
             self.guard.call("request_hook", self.request_hook, span, environ)
+        server_metrics = self._metrics_for(bridge)
+        if server_metrics is not None:
+            request.metrics = server_metrics
+            request.measure = server_metrics.begin(attributes)
         return request
 
 
@@ -268,6 +351,8 @@ class _Request:
         "started",
         "ended",
         "_tokens",
+        "metrics",
+        "measure",
     )
 
     def __init__(
@@ -289,6 +374,8 @@ class _Request:
         self.started = False
         self.ended = False
         self._tokens: list[Any] = []
+        self.metrics: Optional[ServerMetrics] = None
+        self.measure: Optional[RequestMeasure] = None
 
     def activate(self) -> None:
         self._tokens.append((context_api.attach(self.context), scope_module._current.set(self.scope)))
@@ -310,7 +397,8 @@ class _Request:
         self.started = True
         span = self.span
         middleware = self.middleware
-        add_response_attributes(span, status, headers, {}, middleware._mode)
+        measure = self.measure
+        add_response_attributes(span, status, headers, {} if measure is None else measure.response, middleware._mode)
         self.scope.mark_failed()  # a framework that rendered a recorded failure: its type, not "500"
         capture = middleware._capture
         if capture is not None and capture[2] and span.is_recording():
@@ -331,10 +419,16 @@ class _Request:
             return
         try:
             span = self.span
-            if span.is_recording() and not self.started:
-                span.set_attribute("http.response.status_code", 500)
-                if self.middleware._mode is _StabilityMode.HTTP_DUP:
-                    span.set_attribute("http.status_code", 500)
+            if not self.started:
+                mode = self.middleware._mode
+                if self.measure is not None:  # the server answers 500; the metrics say so, as the span does
+                    key = "http.response.status_code" if _report_new(mode) else "http.status_code"
+                    self.measure.response[key] = 500
+                if span.is_recording():
+                    if _report_new(mode):
+                        span.set_attribute("http.response.status_code", 500)
+                    if _report_old(mode):
+                        span.set_attribute("http.status_code", 500)
             self.scope.fail(exc)  # once per exception: a framework helper may have recorded it already
         except Exception:
             logger.warning("otel-sentry-bridge: could not record an exception", exc_info=True)
@@ -347,6 +441,17 @@ class _Request:
             self.span.end()
         except Exception:
             logger.warning("otel-sentry-bridge: could not end a span", exc_info=True)
+        self.finish_metrics()
+
+    def finish_metrics(self) -> None:
+        """The request's duration and the end of its activity; once, when its span ends."""
+        metrics, measure, self.measure = self.metrics, self.measure, None
+        if metrics is None or measure is None:
+            return
+        try:
+            metrics.finish(measure, self.scope.attributes, self.context)
+        except Exception:
+            logger.warning("otel-sentry-bridge: could not record the request's metrics", exc_info=True)
 
     def wrap(self, result: Iterable[bytes], environ: Mapping[str, Any]) -> Iterable[bytes]:
         file_wrapper = environ.get("wsgi.file_wrapper")
