@@ -312,17 +312,18 @@ class BridgeMiddleware:
                 value = self.guard.call(hook_name, hook, environ)
                 if value is not None:
                     attributes[key] = str(value)
-        if self._capture is not None and self._capture[1]:
-            sanitize, request_headers, _ = self._capture
-            headers = {key[5:].replace("_", "-"): value for key, value in environ.items() if key.startswith("HTTP_")}
-            attributes.update(sanitize.sanitize_header_values(headers, request_headers, normalise_request_header_name))
-
         parent = context_api.get_current()
         if trace_api.get_current_span(parent).get_span_context().is_valid:
             kind = SpanKind.INTERNAL  # already inside a traced request (nested middleware)
         else:
             kind = SpanKind.SERVER
             parent = propagate.extract(environ, context=parent, getter=wsgi_getter)
+        # Captured headers go on the request's SERVER span only (as OpenTelemetry's middleware does), not again
+        # on a span nested in it.
+        if self._capture is not None and self._capture[1] and kind is SpanKind.SERVER:
+            sanitize, request_headers, _ = self._capture
+            headers = {key[5:].replace("_", "-"): value for key, value in environ.items() if key.startswith("HTTP_")}
+            attributes.update(sanitize.sanitize_header_values(headers, request_headers, normalise_request_header_name))
         span = self._tracer_for(bridge).start_span(name, context=parent, kind=kind, attributes=attributes)
         if not span.is_recording():  # no processor sees it; its errors still need the incoming DSC
             remember_trace(span, parent, track=False)
@@ -331,7 +332,8 @@ class BridgeMiddleware:
         )
         if self.request_hook is not None:
             self.guard.call("request_hook", self.request_hook, span, environ)
-        server_metrics = self._metrics_for(bridge)
+        # A span nested in a traced request: that request is measured already (no second count).
+        server_metrics = self._metrics_for(bridge) if kind is SpanKind.SERVER else None
         if server_metrics is not None:
             request.metrics = server_metrics
             request.measure = server_metrics.begin(attributes)
@@ -401,7 +403,8 @@ class _Request:
         add_response_attributes(span, status, headers, {} if measure is None else measure.response, middleware._mode)
         self.scope.mark_failed()  # a framework that rendered a recorded failure: its type, not "500"
         capture = middleware._capture
-        if capture is not None and capture[2] and span.is_recording():
+        server_span = getattr(span, "kind", None) is SpanKind.SERVER
+        if capture is not None and capture[2] and span.is_recording() and server_span:
             sanitize, _, response_headers = capture
             merged: dict[str, str] = {}
             for key, value in headers:
