@@ -199,6 +199,8 @@ class OtlpMetricExporter(MetricExporter):
             logger.warning("otel-sentry-bridge: could not encode metrics", exc_info=True)
             return MetricExportResult.FAILURE
         with self._lock:
+            if self._closed:
+                return MetricExportResult.FAILURE
             self._client.timeout = max(0.001, min(self.timeout, timeout_millis / 1000))
             try:
                 status: Optional[int] = self._client.send(body, self._headers).status
@@ -206,6 +208,8 @@ class OtlpMetricExporter(MetricExporter):
             except OSError as exc:
                 self._client.close()
                 status, problem = None, f"{type(exc).__name__}: {exc}"
+            if self._closed:  # shut down meanwhile (it did not wait for this export)
+                self._client.close()
         if status is not None and 200 <= status < 300:
             self.exported += 1
             return MetricExportResult.SUCCESS
@@ -241,9 +245,14 @@ class OtlpMetricExporter(MetricExporter):
         return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Stop; never waits for an export in flight to a hung collector (that one closes the connection
+        itself when its own timeout ends)."""
         self._closed = True
-        with self._lock:
-            self._client.close()
+        if self._lock.acquire(blocking=False):
+            try:
+                self._client.close()
+            finally:
+                self._lock.release()
 
     def _after_fork(self) -> None:
         # The parent's connection is not ours to use (nor to shut down); the next export opens a new one.
