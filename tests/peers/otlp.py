@@ -309,6 +309,13 @@ class OtlpReceiver(JudgingReceiver):
                 point for _, points, _ in self.metric_batches for point in points if name is None or point.name == name
             ]
 
+    def wait_for_points(self, name: str, count: int, timeout: float = 10.0) -> list[PointView]:
+        """Block until an export carried at least ``count`` points of metric ``name``; returns that export's."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.latest_points(name)) >= count, timeout):
+                raise AssertionError(f"no export with {count} {name} points within {timeout}s; {self.problems}")
+            return self.latest_points(name)
+
     def latest_points(self, name: str) -> list[PointView]:
         """The points of metric ``name`` in the last export that had any (cumulative: the current totals)."""
         with self._arrived:
