@@ -15,7 +15,7 @@ from tests.peers.otlp import OtlpReceiver
 from tests.peers.sentry import SentryReceiver
 from tests.zero_code_support import BIN, Program, program_env, require_installed
 
-APP = '''
+APP = """
 import requests  # instrumented by opentelemetry-instrument (opentelemetry-instrumentation-requests)
 
 
@@ -27,7 +27,7 @@ def app(environ, start_response):
         requests.get(environ["QUERY_STRING"], headers={"baggage": "tenant=acme"}, timeout=10).close()
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"hello"]
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +99,14 @@ def test_opentelemetry_instrument_gunicorn_exports_to_both_backends(
     assert error["exception"]["values"][-1]["type"] == "RuntimeError"
     assert error["contexts"]["trace"]["trace_id"] == servers["GET /boom"].trace_id
     assert error["environment"] == "zero"
+
+    # The distro set up the metrics leg too: one duration measurement per request, exported at exit.
+    durations = otlp_receiver.latest_points("http.server.request.duration")
+    assert sum(point.count or 0 for point in durations) == 3, output
+    assert {point.resource["service.name"] for point in durations} == {"zero-code"}
+    assert {point.attributes["http.response.status_code"] for point in durations} == {200, 500}
+    # ... and its MeterProvider is the global one: the outgoing request's client metrics came along.
+    assert any(point.name.startswith("http.client.") for point in otlp_receiver.points()), output
 
 
 def test_a_configuration_error_never_stops_the_app(tmp_path: Path) -> None:
