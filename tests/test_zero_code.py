@@ -15,7 +15,7 @@ from tests.peers.otlp import OtlpReceiver
 from tests.peers.sentry import SentryReceiver
 from tests.zero_code_support import BIN, Program, program_env, require_installed
 
-APP = """
+APP = '''
 import requests  # instrumented by opentelemetry-instrument (opentelemetry-instrumentation-requests)
 
 
@@ -27,7 +27,7 @@ def app(environ, start_response):
         requests.get(environ["QUERY_STRING"], headers={"baggage": "tenant=acme"}, timeout=10).close()
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"hello"]
-"""
+'''
 
 
 @pytest.fixture(autouse=True)
@@ -135,7 +135,7 @@ with tracer.start_as_current_span("GET /stock", kind=trace.SpanKind.SERVER, attr
     except ValueError as exc:
         span.record_exception(exc)
 trace.get_tracer_provider().shutdown()
-"""
+'''
 
 
 def test_the_sentry_exporter_under_opentelemetrys_own_configurator(
