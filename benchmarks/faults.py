@@ -221,6 +221,7 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma list of sentry,otlp")
     parser.add_argument("--shutdown", type=float, default=2.0, help="bridge.shutdown() timeout per run (default 2)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--save", action="store_true", help="keep them in results/faults.json; redraw charts")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--otlp", help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
@@ -251,9 +252,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after; "
         f"{time.monotonic() - started:.0f} s. Target: p99 <= {LIMIT:.2f} x healthy: {'PASS' if ok else 'FAIL'}"
     )
+    document = {"settings": {"requests": args.requests, "repeat": args.repeat}, "summary": summary, "pass": ok}
     if args.json:
-        args.json.write_text(json.dumps({"settings": {"requests": args.requests, "repeat": args.repeat},
-                                         "summary": summary, "pass": ok}, indent=2) + "\n")  # fmt: skip
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    if args.save:
+        from benchmarks import charts
+
+        charts.RESULTS.mkdir(parents=True, exist_ok=True)
+        (charts.RESULTS / "faults.json").write_text(json.dumps(document, indent=2) + "\n")
+        charts.render_all()
     return 0
 
 

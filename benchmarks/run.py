@@ -19,7 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Optional
 
-from benchmarks import gunicorn_wrk, report
+from benchmarks import charts, gunicorn_wrk, report
 from benchmarks.apps import CONFIGS, SCENARIOS, channels, sentry_leg_available
 from benchmarks.sink import SinkProcess
 
@@ -129,6 +129,11 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--no-wrk", action="store_true", help="skip gunicorn + wrk")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk (smoke never does)")
     parser.add_argument("--json", type=Path, help="write every figure and target here")
+    parser.add_argument(
+        "--no-save",
+        action="store_true",
+        help="do not keep this run in benchmarks/results/run.json nor redraw docs/img (a full run does both)",
+    )
     args = parser.parse_args(argv)
     args.requests = args.requests or (200 if args.smoke else 10000)
     args.repeat = args.repeat or (1 if args.smoke else 3)
@@ -181,7 +186,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     if max(load_before[0], load_after[0]) > (os.cpu_count() or 1):
         print("WARNING: the machine was busy with other work (load average above its CPU count): figures are noisy.")
-    if args.json:
+    if args.json or not (args.smoke or args.no_save):
         document = {
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "machine": machine,
@@ -191,7 +196,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             "gunicorn": served,
             "targets": [target.as_dict() for target in found],
         }
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        text = json.dumps(document, indent=2) + "\n"
+        if args.json:
+            args.json.write_text(text)
+        if not (args.smoke or args.no_save):
+            charts.RESULTS.mkdir(parents=True, exist_ok=True)
+            (charts.RESULTS / "run.json").write_text(text)
+            for path in charts.render_all():
+                _log(f"chart: {path}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """``serve`` throughput on one core, and memory per 10 000 buffered spans.
 
-    /work/venv/bin/python benchmarks/serve_throughput.py [--requests 40] [--traces 50] [--repeat 3]
+    python -m benchmarks.serve_throughput [--requests 40] [--traces 50] [--repeat 3]
 
 Pre-encoded OTLP bodies (protobuf, gzip) from the OpenTelemetry SDK's own encoder, each with ``--traces``
 traces of 10 spans (a SERVER root, db and http children; one trace in ten records an exception), go
@@ -214,13 +214,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--traces", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--save", action="store_true", help="keep them in results/serve.json; redraw charts")
     args = parser.parse_args()
+    figures: dict[str, Any] = {"requests": args.requests, "traces": args.traces, "repeat": args.repeat}
     data, spans = bodies(args.requests, args.traces)
     size = sum(len(b) for b in data) / len(data)
     print(f"{len(data)} requests of {spans // len(data)} spans ({size / 1024:.0f} KiB gzip each), {spans} spans")
 
     seconds = timed(lambda: post_all(ReceiverApp(NullSink()), data), args.repeat)
     print(f"decode:          {spans / seconds:10,.0f} spans/s   ({seconds * 1e6 / spans:.1f} us/span)")
+    figures["decode_spans_s"] = spans / seconds
     try:
         converting_sink()
     except ImportError as exc:
@@ -236,6 +239,7 @@ def main() -> None:
             outcome["bytes"] = sum(t.bytes for t in transports)
 
         seconds = timed(convert_run, args.repeat)
+        figures["convert_spans_s"] = spans / seconds
         print(
             f"decode+convert:  {spans / seconds:10,.0f} spans/s   ({seconds * 1e6 / spans:.1f} us/span; "
             f"{outcome['envelopes']} envelopes, {outcome['bytes'] / outcome['envelopes']:.0f} B gzip each)"
@@ -245,6 +249,15 @@ def main() -> None:
         f"buffered:        {measured:10,.0f} B/span measured, {measured * 10_000 / 2**20:.1f} MiB per 10 000 spans "
         f"(the bound's estimate: {estimate:,.0f} B/span)"
     )
+    figures["buffered_bytes_per_span"] = measured
+    if args.save:
+        import json
+
+        from benchmarks import charts
+
+        charts.RESULTS.mkdir(parents=True, exist_ok=True)
+        (charts.RESULTS / "serve.json").write_text(json.dumps(figures, indent=2) + "\n")
+        charts.render_all()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """CPU cost per envelope POST, as the host process pays it.
 
-    /work/venv/bin/python benchmarks/transport_cpu.py [-n 5000] [--repeat 5]
+    python -m benchmarks.transport_cpu [-n 5000] [--repeat 5]
 
 A minimal keep-alive HTTP/1.1 server runs in a *subprocess* (its CPU is not counted); this process's CPU
 time (``time.process_time()``: every thread, user + system) is divided by the number of POSTs. Reported

@@ -1,4 +1,4 @@
-"""Session fixtures for the real judges (see ../shared/DESIGN.md, "Tests"); the peers live in tests/peers/.
+"""Session fixtures for the real judges (docs/design.md); the peers live in tests/peers/.
 
 - ``bugsink`` (session): a real Bugsink server; tests that use it are marked ``bugsink`` automatically.
 - ``otlp_receiver`` (function): an OTLP/HTTP receiver decoding with ``opentelemetry-proto``.

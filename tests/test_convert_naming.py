@@ -1,4 +1,4 @@
-"""MAPPING.md's op, status, description and transaction-name rules, one table row per rule, on real spans."""
+"""The op, status, description and transaction-name rules, one table row per rule, on real spans."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,4 @@
-"""Transaction names, span ops, descriptions and statuses: the rules of MAPPING.md ("Fields").
+"""Transaction names, span ops, descriptions and statuses: the rules of docs/conversion.md.
 
 Each rule reads old and new HTTP/database semantic conventions alike. The attribute-level functions are used
 where no span exists (errors of unsampled requests); the span-level ones are the public contract.

@@ -1,6 +1,6 @@
 """What may leave the process: headers, client addresses, query strings, attribute values.
 
-The rules of MAPPING.md ("Requests and privacy"), as sentry-sdk's WSGI middleware applies them by default.
+The rules of docs/conversion.md ("What is sent"), as sentry-sdk's WSGI middleware applies them by default.
 Without ``send_default_pii``:
 
 - the headers ``Cookie``, ``Authorization``, ``Proxy-Authorization``, ``X-Api-Key``, ``X-Forwarded-For``,

@@ -1,4 +1,4 @@
-"""A real Bugsink (a Sentry-compatible server: Django + SQLite) for the tests; recipe in shared/PEERS.md.
+"""A real Bugsink (a Sentry-compatible server: Django + SQLite) for the tests.
 
 Cached per version under ``$BRIDGE_CACHE_DIR`` (default ``~/.cache/otel-sentry-bridge``), guarded by a file
 lock: ``bugsink-2.6.1/venv`` (its own venv: Bugsink pins Django) and ``bugsink-2.6.1/template``, both SQLite
