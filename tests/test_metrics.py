@@ -220,3 +220,31 @@ def test_tracer_and_meter_providers_given_to_the_middleware_get_its_spans_and_me
     assert bridge.flush(5)
     assert otlp_receiver.spans() == []  # nothing went to the bridge's own legs
     assert all(point.name != DURATION for point in otlp_receiver.points())
+
+
+@pytest.mark.parametrize(
+    ("opt_in", "names"),
+    [
+        ("default", {"http.server.duration", ACTIVE}),
+        ("http/dup", {"http.server.duration", DURATION, ACTIVE}),
+        ("http", {DURATION, ACTIVE}),
+    ],
+)
+def test_the_old_conventions_when_asked_as_opentelemetry_reads_the_variable(
+    otlp_receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch, opt_in: str, names: set[str]
+) -> None:
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
+    bridge.init(otlp_endpoint=otlp_receiver.endpoint)
+    with served(bridge.BridgeMiddleware(ok_app)) as port:
+        get(port, "/old")
+    assert bridge.flush(5)
+    assert {point.name for point in otlp_receiver.points()} == names
+    [span] = otlp_receiver.spans()
+    assert ("http.method" in span.attributes, "http.request.method" in span.attributes) == (
+        opt_in != "http",
+        opt_in != "default",
+    )
+    if "http.server.duration" in names:
+        [old] = otlp_receiver.latest_points("http.server.duration")
+        assert old.unit == "ms" and old.count == 1
+        assert old.attributes["http.method"] == "GET" and old.attributes["http.status_code"] == 200

@@ -135,7 +135,7 @@ with tracer.start_as_current_span("GET /stock", kind=trace.SpanKind.SERVER, attr
     except ValueError as exc:
         span.record_exception(exc)
 trace.get_tracer_provider().shutdown()
-'''
+"""
 
 
 def test_the_sentry_exporter_under_opentelemetrys_own_configurator(
