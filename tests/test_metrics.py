@@ -248,3 +248,47 @@ def test_the_old_conventions_when_asked_as_opentelemetry_reads_the_variable(
         [old] = otlp_receiver.latest_points("http.server.duration")
         assert old.unit == "ms" and old.count == 1
         assert old.attributes["http.method"] == "GET" and old.attributes["http.status_code"] == 200
+
+
+GLOBAL_SETUP = """
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import bridge
+
+spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(provider)  # OpenTelemetry's own setup, as opentelemetry-distro or a test base does
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+
+def app(environ, start_response):
+    start_response("200 OK", [])
+    return [b"ok"]
+
+
+body = bridge.BridgeMiddleware(app)({"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "wsgi.url_scheme": "http",
+                                     "SERVER_NAME": "h", "SERVER_PORT": "80"}, lambda status, headers: None)
+list(body)
+body.close()
+data = reader.get_metrics_data()
+names = sorted(m.name for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
+print([s.name for s in spans.get_finished_spans()], names, bridge.setup.active())
+"""
+
+
+def test_without_init_beside_opentelemetrys_own_setup_the_global_providers_are_used() -> None:
+    """As OpenTelemetryMiddleware: no bridge.init(), a global SDK TracerProvider set by other code."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", GLOBAL_SETUP], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['GET /x'] ['http.server.active_requests', 'http.server.request.duration'] None"
