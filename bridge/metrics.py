@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -292,7 +293,10 @@ class MetricsLeg:
             )
             readers.append(PeriodicExportingMetricReader(self.otlp_exporter, interval, timeout))
         if "console" in options.metrics_exporters:
-            console = ConsoleMetricExporter(preferred_temporality=temporality_for(options.metrics_temporality))
+            # sys.stdout as it is now (the exporter's default is the one of when the SDK was imported)
+            console = ConsoleMetricExporter(
+                out=sys.stdout, preferred_temporality=temporality_for(options.metrics_temporality)
+            )
             readers.append(PeriodicExportingMetricReader(console, interval, timeout))
         self.readers = readers
         self.meter_provider = SdkMeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)

@@ -292,3 +292,12 @@ def test_without_init_beside_opentelemetrys_own_setup_the_global_providers_are_u
     done = subprocess.run([sys.executable, "-c", GLOBAL_SETUP], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['GET /x'] ['http.server.active_requests', 'http.server.request.duration'] None"
+
+
+def test_the_console_exporter_prints_the_metrics(capfd: pytest.CaptureFixture[str]) -> None:
+    bridge.init(exporters="none", metrics_exporters="console")
+    with served(bridge.BridgeMiddleware(ok_app, view_name=lambda environ: "/printed/{id}")) as port:
+        get(port, "/printed/1")
+    assert bridge.flush(5)
+    printed = capfd.readouterr().out
+    assert '"name": "http.server.request.duration"' in printed and '"http.route": "/printed/{id}"' in printed
