@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bridge.errors import ConfigError
 from bridge.health import BridgeStats, OtlpStats
+from bridge.jobs import monitor, trace
 from bridge.scope import capture_exception, capture_message, set_tag, set_user
 from bridge.setup import Bridge, flush, init, shutdown, stats
 from bridge.version import __version__
@@ -24,9 +25,11 @@ __all__ = [
     "capture_message",
     "flush",
     "init",
+    "monitor",
     "OtlpStats",
     "set_tag",
     "set_user",
     "shutdown",
     "stats",
+    "trace",
 ]

@@ -129,6 +129,10 @@ def _send(options: Options, timeout: float, write: Callable[..., None]) -> int:
         outcomes.append(probe.send_otlp_metrics(options, timeout))
     else:
         outcomes.append(probe.Outcome("OTLP metrics", None, "the OTLP metrics exporter is off (OTEL_METRICS_EXPORTER)"))
+    if "otlp" in options.logs_exporters:
+        from bridge.logs_probe import send_test_log
+
+        outcomes.append(send_test_log(options, trace.trace_id, timeout))
     if options.sentry_enabled:
         probe.build_sentry_envelopes(options, trace)
         outcomes.extend(probe.send_sentry(options, trace, timeout))
@@ -164,9 +168,9 @@ def _show(key: str, value: Any) -> str:
         return "(unset)"
     if key == "dsn":
         return str(value)  # Dsn.__str__ masks the key
-    if key in ("otlp_headers", "metrics_headers"):
+    if key in ("otlp_headers", "metrics_headers", "logs_headers"):
         return ", ".join(f"{name}=****" for name in value) or "(none)"
-    if key in ("otlp_endpoint", "metrics_endpoint"):
+    if key in ("otlp_endpoint", "metrics_endpoint", "logs_endpoint"):
         return mask_url(str(value))
     if key == "before_send":
         return getattr(value, "__qualname__", type(value).__name__)
@@ -255,6 +259,9 @@ def problems(options: Options, environ: Optional[Mapping[str, str]] = None) -> l
                 "OpenTelemetry's own configurator would pick gRPC (port 4317) for the same settings",
             )
         )
+    from bridge.logs_probe import logs_problems
+
+    found.extend(logs_problems(options, env))
     return found
 
 

@@ -45,6 +45,9 @@ DEFAULT_OTLP_ENDPOINT = "http://localhost:4318/v1/traces"
 METRICS_EXPORTER_NAMES = ("otlp", "console", "none")
 TEMPORALITY_NAMES = ("cumulative", "delta", "lowmemory")
 DEFAULT_METRICS_ENDPOINT = "http://localhost:4318/v1/metrics"
+DEFAULT_OTLP_LOGS_ENDPOINT = "http://localhost:4318/v1/logs"
+LOGS_EXPORTER_NAMES = ("otlp", "console", "none")
+EXCEPTION_SIGNALS = ("span", "logs", "logs/dup")  # OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN (unset: span events)
 # Sentry's env_to_bool: these spellings, case-insensitive; anything else means "not set".
 _SENTRY_TRUE = {"true", "1", "yes", "on", "t", "y"}
 _SENTRY_FALSE = {"false", "0", "no", "off", "f", "n"}
@@ -99,6 +102,17 @@ class Options:
     metric_export_interval_ms: int = 60000
     metric_export_timeout_ms: int = 30000
     metrics_temporality: str = "cumulative"
+    # logs leg (bridge.logs): off unless OTEL_LOGS_EXPORTER names an exporter
+    logs_exporters: tuple[str, ...] = ()
+    logs_endpoint: str = DEFAULT_OTLP_LOGS_ENDPOINT
+    logs_headers: Mapping[str, str] = field(default_factory=dict)
+    logs_timeout: float = 10.0
+    logs_compression: str = "none"
+    blrp_schedule_delay_ms: int = 1000
+    blrp_export_timeout_ms: int = 30000
+    blrp_max_queue_size: int = 2048
+    blrp_max_export_batch_size: int = 512
+    exception_signal: str = "span"
     # where each value came from: "argument", "environment (NAME)" or "default"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -120,6 +134,10 @@ class Options:
     @property
     def metrics_enabled(self) -> bool:
         return bool(self.metrics_exporters)
+
+    @property
+    def logs_enabled(self) -> bool:
+        return bool(self.logs_exporters)
 
 
 _FIELDS = {f.name for f in Options.__dataclass_fields__.values()} - {"sources"}
@@ -238,6 +256,7 @@ class _Resolver:
             raise ConfigError(
                 "before_send", self.values["before_send"], "must be a callable (event, hint) -> event or None"
             )
+        self._resolve_logs()
         for key in (
             "propagators",
             "excluded_urls",
@@ -379,6 +398,76 @@ class _Resolver:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(setting, url, "the OTLP endpoint must be an http:// or https:// URL with a host")
         self.values["otlp_endpoint"] = url
+
+    def _resolve_logs(self) -> None:
+        """The logs leg's settings (bridge.logs), named as OpenTelemetry's SDKs name them."""
+        exporters = self._take("logs_exporters", ("OTEL_LOGS_EXPORTER",), _name_list, ())
+        for name in exporters:
+            if name not in LOGS_EXPORTER_NAMES:
+                setting = "logs_exporters" if self.sources["logs_exporters"] == "argument" else "OTEL_LOGS_EXPORTER"
+                raise ConfigError(
+                    setting, ",".join(exporters), f"unknown logs exporter {name!r}; known: otlp, console, none"
+                )
+        self.values["logs_exporters"] = tuple(name for name in exporters if name != "none")
+        if self._take("logs_endpoint", (), _as_text, None) is None:
+            name, value = self._env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+            if name and value:  # the signal-specific endpoint is used as is
+                self.values["logs_endpoint"], self.sources["logs_endpoint"] = value, f"environment ({name})"
+            else:
+                name, value = self._env("OTEL_EXPORTER_OTLP_ENDPOINT")
+                if name and value:  # the base endpoint gets the signal path appended
+                    self.values["logs_endpoint"] = value.rstrip("/") + "/v1/logs"
+                    self.sources["logs_endpoint"] = f"environment ({name})"
+                else:
+                    self.values["logs_endpoint"] = DEFAULT_OTLP_LOGS_ENDPOINT
+        url = self.values["logs_endpoint"]
+        setting = self.sources["logs_endpoint"]
+        try:
+            parts = urlsplit(url) if isinstance(url, str) else None
+            if parts is not None:
+                parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                setting.partition("(")[2].rstrip(")") or "logs_endpoint",
+                url,
+                "the OTLP logs endpoint must be an http:// or https:// URL with a host",
+            )
+        self._take("logs_headers", ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"), _headers, {})
+        self.values["logs_headers"] = dict(self.values["logs_headers"])
+        timeouts = ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+        self._take("logs_timeout", timeouts, _positive_float, 10.0)
+        compressions = ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
+        self._take("logs_compression", compressions, _compression, "none")
+        if "otlp" in self.values["logs_exporters"]:
+            name, value = self._env("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+            if name and value and value != "http/protobuf":
+                raise ConfigError(name, value, "the bridge sends OTLP logs over HTTP/protobuf only; use http/protobuf")
+        for key, env, default in (
+            ("blrp_schedule_delay_ms", "OTEL_BLRP_SCHEDULE_DELAY", 1000),
+            ("blrp_export_timeout_ms", "OTEL_BLRP_EXPORT_TIMEOUT", 30000),
+            ("blrp_max_queue_size", "OTEL_BLRP_MAX_QUEUE_SIZE", 2048),
+            ("blrp_max_export_batch_size", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512),
+        ):
+            self._take(key, (env,), _warn_int(default), default)
+        if self.values["blrp_max_export_batch_size"] > self.values["blrp_max_queue_size"]:
+            logger.warning(
+                "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE=%s is larger than OTEL_BLRP_MAX_QUEUE_SIZE=%s; using the queue size",
+                self.values["blrp_max_export_batch_size"],
+                self.values["blrp_max_queue_size"],
+            )
+            self.values["blrp_max_export_batch_size"] = self.values["blrp_max_queue_size"]
+        signal = self._take("exception_signal", ("OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN",), _name_list, ("span",))
+        signal = signal if isinstance(signal, str) else ",".join(signal)
+        # OTel's opt-in variables list several values; "logs/dup" wins over "logs".
+        chosen = "logs/dup" if "logs/dup" in signal.split(",") else "logs" if "logs" in signal.split(",") else "span"
+        if chosen == "span" and signal not in ("", "span"):
+            if self.sources["exception_signal"] == "argument":
+                raise ConfigError("exception_signal", signal, "expected span, logs or logs/dup")
+            # OTel's opt-in variables ignore values they do not know (other conventions share the variable).
+            logger.debug("OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN=%r names no exception signal; span events", signal)
+        self.values["exception_signal"] = chosen
 
     def _check_protocol(self) -> None:
         name, value = self._env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")

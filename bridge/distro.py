@@ -48,6 +48,16 @@ class BridgeDistro(BaseDistro):  # type: ignore[misc]
         for name, value in ENV_DEFAULTS.items():
             if not os.environ.get(name, "").strip():
                 os.environ[name] = value
+        _let_bridge_celery_instrument()
+
+
+def _let_bridge_celery_instrument() -> None:
+    """``bridge_celery`` turns OpenTelemetry's ``celery`` instrumentor on itself (bridge.frameworks.celery):
+    that one is skipped so it is not loaded a second time (a no-op, but a WARNING in every worker's log)."""
+    name = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
+    disabled = [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+    if "bridge_celery" not in disabled and "celery" not in disabled:
+        os.environ[name] = ",".join([*disabled, "celery"])
 
 
 class BridgeConfigurator(_BaseConfigurator):  # type: ignore[misc]

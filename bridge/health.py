@@ -19,7 +19,7 @@ from typing import Optional
 
 from bridge.sentry.transport import TransportStats
 
-__all__ = ["BridgeStats", "OtlpStats", "TransportStats"]
+__all__ = ["BridgeStats", "LogsStats", "OtlpStats", "TransportStats"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,15 @@ class OtlpStats:
 
 
 @dataclass(frozen=True)
+class LogsStats:
+    """The OTLP logs leg (bridge.logs); records the SDK's batch queue drops when full are not counted here."""
+
+    exported: int  # log records the collector answered with a 2xx
+    failed: int  # log records in exports that failed
+
+
+@dataclass(frozen=True)
 class BridgeStats:
     otlp: Optional[OtlpStats]  # None when the OTLP leg is off
     sentry: Optional[TransportStats]  # None when the Sentry leg is off
+    logs: Optional[LogsStats] = None  # None when OTEL_LOGS_EXPORTER has no otlp

@@ -38,6 +38,7 @@ GROUPS = (
     "Sentry",
     "Sentry transport",
     "Metrics",
+    "Logs",
 )
 
 _OTEL_WARN = "OTel: not a positive integer: warn, default"
@@ -214,6 +215,38 @@ OPTIONS: dict[str, OptionDoc] = {
         "Metrics",
         "`cumulative`, `delta` (counters and histograms as deltas) or `lowmemory`",
         "other: ConfigError",
+    ),
+    "logs_exporters": OptionDoc(
+        "Logs",
+        "comma list of `otlp`, `console`, `none`: where Python `logging` records go as OpenTelemetry log records "
+        "(see [Logs](logs.md))",
+        "unknown names: ConfigError",
+        default="unset (off: an app's logs usually already go somewhere)",
+    ),
+    "logs_endpoint": OptionDoc(
+        "Logs",
+        "where OTLP/HTTP log records go; the signal variable is used as is, the base one gets `/v1/logs` appended",
+        "not an http(s) URL: ConfigError. With `otlp`, `OTEL_EXPORTER_OTLP_LOGS_PROTOCOL` or "
+        "`OTEL_EXPORTER_OTLP_PROTOCOL` other than `http/protobuf`: ConfigError",
+        variables=("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ),
+    "logs_headers": OptionDoc(
+        "Logs", "`k=v,...`, percent-decoded, sent with every log export", "malformed: ConfigError"
+    ),
+    "logs_timeout": OptionDoc("Logs", "seconds one log export request may take", "seconds, as `otlp_timeout`"),
+    "logs_compression": OptionDoc("Logs", "`gzip`, `deflate` or `none`", "other: ConfigError"),
+    "blrp_schedule_delay_ms": OptionDoc("Logs", "the batch log record processor's delay between exports", _OTEL_WARN),
+    "blrp_export_timeout_ms": OptionDoc("Logs", "the batch log record processor's export timeout (ms)", _OTEL_WARN),
+    "blrp_max_queue_size": OptionDoc("Logs", "records waiting for export; more: dropped", _OTEL_WARN),
+    "blrp_max_export_batch_size": OptionDoc(
+        "Logs", "records per export request at most", _OTEL_WARN + "; larger than the queue: the queue size"
+    ),
+    "exception_signal": OptionDoc(
+        "Logs",
+        "`span` (exception span events), `logs` (exception log records instead) or `logs/dup` (both) for the "
+        "exceptions the bridge records; Sentry gets each error once in every mode",
+        "OTel opt-in list: other values are ignored; `logs` needs a logs exporter, else span events stay; "
+        "as an argument, an unknown value: ConfigError",
     ),
 }
 

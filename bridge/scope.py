@@ -230,7 +230,14 @@ def record_exception(
     """Record ``exc`` on ``span`` (or send it directly when unsampled); returns the Sentry event id."""
     event_id = new_event_id()
     bridge = scope.bridge if scope is not None else _active_bridge()
-    if span.is_recording():
+    # OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN (bridge.logs): a log record, a span event, or both. Without the
+    # span event, Sentry takes the live exception directly (same frames), still in the span's trace.
+    as_span_event = True
+    if bridge is not None and getattr(bridge, "logs", None) is not None:  # bridge.logs is loaded with its leg
+        from bridge.logs import emit_exception
+
+        as_span_event = emit_exception(bridge, span, exc)
+    if span.is_recording() and as_span_event:
         span.record_exception(exc, attributes={"sentry.event_id": event_id}, escaped=not handled)
         if bridge is not None and bridge.sentry is not None:
             span_id = span.get_span_context().span_id

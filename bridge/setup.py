@@ -29,7 +29,7 @@ from opentelemetry.util.types import Attributes
 from bridge.batch import BoundedBatchSpanProcessor
 from bridge.config import Options
 from bridge.errors import ConfigError
-from bridge.health import BridgeStats, OtlpStats
+from bridge.health import BridgeStats, LogsStats, OtlpStats
 from bridge.otlp import CountingSpanExporter, build_otlp_exporter
 from bridge.sampling import build_sampler
 from bridge.version import __version__
@@ -97,6 +97,7 @@ class Bridge:
         self.otlp_processor: Optional[BoundedBatchSpanProcessor] = None
         self.sentry: Any = None  # bridge.sentry.leg.SentryLeg when the Sentry leg is on
         self.metrics: Any = None  # bridge.metrics.MetricsLeg when OTEL_METRICS_EXPORTER asks for one
+        self.logs: Any = None  # bridge.logs.LogsLeg when OTEL_LOGS_EXPORTER is set
         self._processors: list[SpanProcessor] = []
         self._closed = False
         if options.disabled:
@@ -127,6 +128,10 @@ class Bridge:
             from bridge.metrics import build_metrics_leg
 
             self.metrics = build_metrics_leg(options, self.provider.resource)
+        if options.logs_enabled:
+            from bridge.logs import LogsLeg
+
+            self.logs = LogsLeg(options, self.provider.resource)
         self.tracer = self.provider.get_tracer(SCOPE_NAME, __version__)
 
     def _add(self, processor: SpanProcessor) -> None:
@@ -150,6 +155,8 @@ class Bridge:
         calls = [functools.partial(_flush_processor, processor, deadline) for processor in self._processors]
         if self.metrics is not None:
             calls.append(functools.partial(_flush_metrics, self.metrics, deadline))
+        if self.logs is not None:
+            calls.append(functools.partial(_flush_logs, self.logs, deadline))
         return _all_at_once(calls, deadline)
 
     def shutdown(self, timeout: Optional[float] = None) -> None:
@@ -177,6 +184,8 @@ class Bridge:
                 if isinstance(processor, BoundedBatchSpanProcessor):
                     processor.shutdown(left() * 1000)
             self.provider.shutdown()
+            if self.logs is not None:
+                self.logs.shutdown(left())
 
     def stats(self) -> BridgeStats:
         """What each leg delivered and lost so far (see ``bridge.health``)."""
@@ -190,7 +199,10 @@ class Bridge:
                 queued=self.otlp_processor.queued_spans,
             )
         sentry = self.sentry.transport.stats() if self.sentry is not None else None
-        return BridgeStats(otlp=otlp, sentry=sentry)
+        logs = None
+        if self.logs is not None and self.logs.exporter is not None:
+            logs = LogsStats(exported=self.logs.exporter.exported_records, failed=self.logs.exporter.lost_records)
+        return BridgeStats(otlp=otlp, sentry=sentry, logs=logs)
 
 
 def _flush_processor(processor: SpanProcessor, deadline: float) -> bool:
@@ -200,6 +212,11 @@ def _flush_processor(processor: SpanProcessor, deadline: float) -> bool:
 
 def _flush_metrics(metrics: Any, deadline: float) -> bool:
     return bool(metrics.flush(max(0.0, deadline - time.monotonic())))
+
+
+def _flush_logs(logs: Any, deadline: float) -> bool:
+    with _suppressed():
+        return bool(logs.flush(max(0.0, deadline - time.monotonic())))
 
 
 def _all_at_once(calls: Sequence[Callable[[], bool]], deadline: float) -> bool:

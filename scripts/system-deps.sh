@@ -13,3 +13,14 @@ _apt_install() {  # _apt_install PACKAGE...: install with apt-get when running a
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
+
+# Redis: the broker of the Celery tests (started per test session on a free port, nothing on disk).
+if ! command -v redis-server >/dev/null 2>&1; then
+  _apt_install redis-server
+fi
+
+# A JDK (java + javac) for the OpenTelemetry Java agent test of serve's /v1/logs
+# (tests/test_serve_logs_runtimes.py compiles a small service and runs it under the agent from Maven Central).
+if ! command -v javac >/dev/null 2>&1; then
+  _apt_install default-jdk-headless
+fi

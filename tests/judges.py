@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -16,7 +17,7 @@ from sentry_sdk.envelope import Envelope as SdkEnvelope
 
 from tests.httpserver import decompress
 
-__all__ = ["assert_valid_envelope", "decode_otlp", "normalize"]
+__all__ = ["assert_valid_check_in", "assert_valid_envelope", "decode_otlp", "normalize"]
 
 _normalizer = StoreNormalizer(project_id=1, remove_other=True)
 
@@ -27,6 +28,47 @@ def normalize(event: dict[str, Any]) -> dict[str, Any]:
     problems = out.get("errors") or []
     assert not problems, f"Relay recorded problems: {problems}\nmeta: {out.get('_meta')}\nevent: {event}"
     return out
+
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_CHECK_IN_KEYS = {"check_in_id", "monitor_slug", "status", "duration", "release", "environment", "monitor_config",
+                  "contexts"}  # fmt: skip
+
+
+def assert_valid_check_in(payload: dict[str, Any]) -> None:
+    """Sentry's documented check-in schema (develop.sentry.dev "Check-Ins"; Relay's relay-monitors ``CheckIn``):
+    a 32-hex ``check_in_id``, a slug Relay keeps as sent (1 to 50 characters; Sentry's slug rules),
+    ``in_progress``/``ok``/``error``, a duration in seconds on final check-ins only, an environment of at most 64
+    characters, a crontab or interval schedule, whole minutes, and a 32-hex trace id."""
+    unknown = set(payload) - _CHECK_IN_KEYS
+    assert not unknown, f"check-in fields Sentry does not know: {unknown}"
+    assert isinstance(payload.get("check_in_id"), str) and _HEX32.fullmatch(payload["check_in_id"]), payload
+    slug = payload.get("monitor_slug")
+    assert isinstance(slug, str) and re.fullmatch(r"(?![0-9]+$)[a-z0-9_-]{1,50}", slug), f"bad slug {slug!r}"
+    assert payload.get("status") in ("in_progress", "ok", "error"), payload
+    if "duration" in payload:
+        assert payload["status"] != "in_progress", "a duration only takes effect on ok/error"
+        assert isinstance(payload["duration"], (int, float)) and payload["duration"] >= 0, payload
+    for key in ("release", "environment"):
+        assert key not in payload or isinstance(payload[key], str), payload
+    assert len(payload.get("environment", "")) <= 64
+    config = payload.get("monitor_config")
+    if config is not None:
+        assert set(config) <= {"schedule", "checkin_margin", "max_runtime", "timezone", "failure_issue_threshold",
+                               "recovery_threshold"}, config  # fmt: skip
+        schedule = config["schedule"]
+        if schedule["type"] == "crontab":
+            assert set(schedule) == {"type", "value"} and len(schedule["value"].split()) == 5, schedule
+        else:
+            assert schedule["type"] == "interval", schedule
+            assert schedule["unit"] in ("year", "month", "week", "day", "hour", "minute"), schedule
+            assert isinstance(schedule["value"], int) and schedule["value"] > 0, schedule
+        for key in ("checkin_margin", "max_runtime"):
+            assert key not in config or (isinstance(config[key], int) and config[key] >= 0), config
+        assert "timezone" not in config or isinstance(config["timezone"], str), config
+    contexts = payload.get("contexts")
+    if contexts is not None:
+        assert _HEX32.fullmatch(contexts["trace"]["trace_id"]), contexts
 
 
 def _strict_items(raw: bytes) -> list[tuple[dict[str, Any], bytes]]:
@@ -65,6 +107,8 @@ def assert_valid_envelope(raw: bytes, content_encoding: str = "") -> list[tuple[
             assert len(payload) <= 1024 * 1024, "event item over 1 MiB"
             normalize(value)
             assert parsed.headers.get("event_id") == value["event_id"]
+        elif item_header["type"] == "check_in":
+            assert_valid_check_in(value)
         result.append((item_header["type"], value))
     return result
 

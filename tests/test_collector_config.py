@@ -127,12 +127,12 @@ def pipelines(config: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
     return config["service"]["pipelines"]
 
 
-def routes(config: dict[str, Any], receiver: str) -> Iterator[tuple[list[str], str]]:
-    """Every way data entering at `receiver` reaches an exporter: (processors passed in order, exporter)."""
+def routes(config: dict[str, Any], receiver: str, signal: str = "traces") -> Iterator[tuple[list[str], str]]:
+    """Every way `signal` data entering at `receiver` reaches an exporter: (processors passed in order, exporter)."""
 
     def walk(source: str, passed: list[str], seen: tuple[str, ...]) -> Iterator[tuple[list[str], str]]:
         for pipeline_id, pipeline in pipelines(config).items():
-            if source not in pipeline["receivers"] or pipeline_id in seen:
+            if source not in pipeline["receivers"] or pipeline_id in seen or _type(pipeline_id) != signal:
                 continue
             chain = passed + list(pipeline.get("processors", []))
             for exporter in pipeline["exporters"]:

@@ -1,4 +1,4 @@
-"""The receiver as a WSGI application: ``POST /v1/traces`` (OTLP/HTTP), ``GET /health``.
+"""The receiver as a WSGI application: ``POST /v1/traces`` and ``POST /v1/logs`` (OTLP/HTTP), ``GET /health``.
 
 Status codes, as the OTLP/HTTP specification asks:
 - 200 with an ``ExportTraceServiceResponse`` in the request's encoding; ``partial_success`` counts the
@@ -31,6 +31,7 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from bridge.receiver.decode import Decoded, DecodeError, decode_protobuf
+from bridge.receiver.logs import LogIntake, decode_logs
 from bridge.receiver.otlpjson import decode_json
 from bridge.receiver.sink import Overloaded, Sink
 
@@ -42,6 +43,7 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 DEFAULT_MAX_BODY = 20 * 1024 * 1024  # the OpenTelemetry Collector's own default for its OTLP receiver
 TRACES_PATH = "/v1/traces"
+LOGS_PATH = "/v1/logs"
 HEALTH_PATH = "/health"
 _CONTENT_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON}
 _GRPC_CODE = {400: 3, 404: 5, 405: 12, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}  # google.rpc.Code
@@ -74,6 +76,7 @@ class ReceiverApp:
         self.sink = sink
         self.max_body = max_body
         self.statuses: Counter[int] = Counter()  # responses by status, for /health
+        self.logs = LogIntake(sink)  # POST /v1/logs (bridge.receiver.logs)
         self._lock = threading.Lock()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -87,9 +90,15 @@ class ReceiverApp:
                 content_type = _content_type(environ)
                 body = self._export(environ, content_type)
                 return self._respond(start_response, 200, content_type, body)
+            if path == LOGS_PATH:
+                if method != "POST":
+                    raise _Refused(405, "use POST", [("Allow", "POST")])
+                content_type = _content_type(environ)
+                body = self._export_logs(environ, content_type)
+                return self._respond(start_response, 200, content_type, body)
             if path == HEALTH_PATH and method in ("GET", "HEAD"):
                 return self._health(start_response, method)
-            raise _Refused(404, f"nothing at {path[:200]}; OTLP traces go to POST {TRACES_PATH}")
+            raise _Refused(404, f"nothing at {path[:200]}; OTLP goes to POST {TRACES_PATH} or {LOGS_PATH}")
         except _Refused as refused:
             logger.debug("otel-sentry-bridge serve: %d %s", refused.status, refused.message)
             body = _status_body(refused.status, refused.message, content_type)
@@ -109,16 +118,34 @@ class ReceiverApp:
             decoded: Decoded = decode_protobuf(data) if content_type == PROTOBUF else decode_json(data)
         except DecodeError as exc:
             raise _Refused(400, str(exc)[:1000]) from None
+        exceptions = self.logs.note_spans(decoded.spans)  # reported as log records already; transaction names
         try:
             accepted = self.sink.accept(decoded.spans)
         except Overloaded as exc:
             raise _Refused(exc.status, exc.message, [("Retry-After", str(exc.retry_after))]) from None
+        self.logs.reported(exceptions)
         for problem, count in accepted.problems.items():
             decoded.reject(problem, count)
         return _export_response(decoded, content_type)
 
+    def _export_logs(self, environ: Environ, content_type: str) -> bytes:
+        """``POST /v1/logs``: the same encodings, limits and back-pressure as traces (bridge.receiver.logs)."""
+        encoding = _content_encoding(environ)
+        if self.sink.draining:
+            raise _Refused(503, "the receiver is shutting down", [("Retry-After", "1")])
+        data = decompress(read_body(environ, self.max_body), encoding, self.max_body)
+        try:
+            request, bad_ids = decode_logs(data, content_type == JSON)
+            accepted = self.logs.accept(request, bad_ids)
+        except DecodeError as exc:
+            raise _Refused(400, str(exc)[:1000]) from None
+        except Overloaded as exc:
+            raise _Refused(exc.status, exc.message, [("Retry-After", str(exc.retry_after))]) from None
+        return accepted.response(content_type == JSON)
+
     def _health(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
         report = dict(self.sink.health())
+        report["logs"] = self.logs.health()
         with self._lock:
             report["responses"] = {str(status): n for status, n in sorted(self.statuses.items())}
         status = 503 if self.sink.draining else 200

@@ -124,6 +124,9 @@ def transaction_event(root: ReadableSpan, children: Sequence[ReadableSpan], opti
     code = naming.http_status(attributes)
     if code is not None:
         contexts["response"] = {"status_code": code}
+    celery = naming.celery_context(attributes)
+    if celery is not None:
+        contexts["celery"] = celery
     event = base_event(view, options)
     event["type"] = "transaction"
     event["transaction"] = name

@@ -17,6 +17,7 @@ CATEGORY_OF_ITEM = {
     "event": "error",
     "transaction": "transaction",
     "client_report": "internal",
+    "check_in": "monitor",
 }
 
 # No circular-reference bookkeeping (10 % of the encoding time): events are trees the converter builds; a

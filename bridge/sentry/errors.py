@@ -112,6 +112,9 @@ def _event_base(
     code = naming.http_status(attributes)
     if code is not None:
         contexts["response"] = {"status_code": code}
+    celery = naming.celery_context(attributes)
+    if celery is not None:
+        contexts["celery"] = celery
     event["contexts"] = contexts
     if transaction:
         event["transaction"] = transaction[:MAX_VALUE_CHARS]
@@ -148,9 +151,12 @@ def _fit(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _mechanism_type(view: ResourceView, handled: bool) -> str:
+def _mechanism_type(view: ResourceView, handled: bool, attributes: Mapping[str, Any] | None = None) -> str:
     if handled:
         return "generic"
+    named = naming.mechanism_for(attributes) if attributes else None  # a task, a traced function...
+    if named:
+        return named
     return "wsgi" if view.language in (None, "python") else "otel"
 
 
@@ -197,7 +203,7 @@ def error_events(
                 continue
             event["level"] = "error"
             handled = not _escaped(span, event_attributes, index == exception_indices[-1])
-            kind = _mechanism_type(view, handled)
+            kind = _mechanism_type(view, handled, attributes)
             live = exceptions.get(index) if exceptions else None
             if live is not None and _is_recorded(live, event_attributes):
                 values = exception_values(
@@ -266,7 +272,11 @@ def exception_event(
     event = _unrecorded_base(view, options, trace_id, span_id, parent_span_id, transaction, attributes, status)
     event["level"] = "error"
     values = exception_values(
-        exc, handled=handled, mechanism_type=_mechanism_type(view, handled), options=options, traceback=traceback
+        exc,
+        handled=handled,
+        mechanism_type=_mechanism_type(view, handled, attributes),
+        options=options,
+        traceback=traceback,
     )
     event["exception"] = {"values": values}
     return _fit(event)

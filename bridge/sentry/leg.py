@@ -338,6 +338,28 @@ class SentryLeg:
         named = (_request_name(attributes), _source(attributes))
         return tracebook.dsc_for_span(span, context_api.get_current(), head=self, root=named)
 
+    # -- cron check-ins (bridge.jobs.monitor; data category "monitor", rate limits honoured) --------
+    def send_check_in(self, payload: dict[str, Any], span: Optional[trace_api.Span] = None) -> bool:
+        """Queue one ``check_in`` item (``bridge.sentry.checkins``); False when refused (rate limit, full queue).
+
+        Environment and release are this leg's (as on its events); the envelope carries the run's DSC.
+        """
+        from bridge.sentry.checkins import check_in_envelope
+        from bridge.sentry.context import resource_view
+
+        view = resource_view(self.resource.attributes, self.convert_options)
+        payload.setdefault("environment", view.environment)
+        if view.release:
+            payload.setdefault("release", view.release)
+        dsc = None
+        if span is not None and span.get_span_context().is_valid:
+            dsc = tracebook.dsc_for_span(span, head=self)  # on the caller's thread: the run's span knows its trace
+
+        def build() -> Envelope:
+            return check_in_envelope(payload, dsc)
+
+        return self.transport.submit("monitor", build)
+
     # -- lifecycle ------------------------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
         return self.transport.flush(timeout)

@@ -15,6 +15,8 @@ from bridge.sentry.privacy import MAX_VALUE_CHARS
 
 __all__ = [
     "TRANSACTION_SOURCES",
+    "celery_context",
+    "mechanism_for",
     "description_for",
     "http_method",
     "http_status",
@@ -109,8 +111,50 @@ def status_for_http(code: int) -> str:
     return "invalid_argument" if code < 500 else "internal_error"
 
 
+# Celery tasks as opentelemetry-instrumentation-celery records them (``celery.action``: ``run`` on the
+# worker's CONSUMER span, ``apply_async`` on the caller's PRODUCER span), named as sentry-sdk names them.
+_CELERY_OPS: Final = {"run": "queue.task.celery", "apply_async": "queue.submit.celery"}
+# Celery's control-flow outcomes (a retry, Ignore, Reject): sentry-sdk reports the run as ``aborted``.
+_CELERY_ABORTED: Final = frozenset({"RETRY", "IGNORED", "REJECTED"})
+
+
+def _celery_task(attributes: Mapping[str, Any]) -> str | None:
+    """The task name of a Celery worker span (``celery.action`` ``run``), else None."""
+    if attributes.get("celery.action") != "run":
+        return None
+    name = attributes.get("celery.task_name")
+    return name if isinstance(name, str) and name else None
+
+
+def celery_context(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Sentry's ``contexts.celery`` of a Celery worker span: task name and id, retries, queue."""
+    task = _celery_task(attributes)
+    if task is None:
+        return None
+    context: dict[str, Any] = {"task_name": task[:MAX_VALUE_CHARS]}
+    task_id = first_str(attributes, "messaging.message.id")
+    if task_id:
+        context["task_id"] = task_id[:MAX_VALUE_CHARS]
+    retries = attributes.get("celery.retries", 0)
+    context["retries"] = retries if isinstance(retries, int) and not isinstance(retries, bool) else 0
+    queue = first_str(attributes, "messaging.destination.name", "messaging.destination")
+    if queue:
+        context["queue"] = queue[:MAX_VALUE_CHARS]
+    return context
+
+
+def mechanism_for(attributes: Mapping[str, Any]) -> str | None:
+    """The mechanism type of an unhandled exception recorded on a span with these attributes, if it says."""
+    named = attributes.get("sentry.mechanism")
+    if isinstance(named, str) and named:
+        return named[:MAX_VALUE_CHARS]
+    return "celery" if _celery_task(attributes) else None
+
+
 def status_for(attributes: Mapping[str, Any], status_code: StatusCode | None) -> str:
     """The HTTP status when there is one, else OTel's: OK/UNSET → ``ok``, ERROR → ``internal_error``."""
+    if attributes.get("celery.state") in _CELERY_ABORTED:
+        return "aborted"
     code = http_status(attributes)
     if code is not None:
         return status_for_http(code)
@@ -122,6 +166,9 @@ def op_for(attributes: Mapping[str, Any], kind: SpanKind | None) -> str:
     op = attributes.get("sentry.op")
     if isinstance(op, str) and op:
         return op
+    action = attributes.get("celery.action")
+    if isinstance(action, str) and action in _CELERY_OPS:
+        return _CELERY_OPS[action]
     if http_method(attributes):
         if kind == SpanKind.SERVER:
             return "http.server"
@@ -160,6 +207,9 @@ def name_for(attributes: Mapping[str, Any], span_name: str) -> tuple[str, str]:
     source = attributes.get("sentry.transaction_source")
     if isinstance(source, str) and source in TRANSACTION_SOURCES and name not in _MEANINGLESS_NAMES:
         return name[:MAX_VALUE_CHARS], source
+    task = _celery_task(attributes)
+    if task is not None:
+        return task[:MAX_VALUE_CHARS], "task"
     method = http_method(attributes)
     if method:
         route = first_str(attributes, "http.route")

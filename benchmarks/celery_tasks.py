@@ -1,0 +1,146 @@
+"""Per-task overhead of tracing Celery tasks: the bridge against its references.
+
+    python -m benchmarks.celery_tasks [--tasks 5000] [--json FILE] [--smoke]
+
+Each configuration runs in a fresh process (so no SDK patches another's Celery), against the counting sink
+(benchmarks/sink.py: OTLP/HTTP and Sentry envelopes, in its own process):
+
+- ``plain``: Celery alone (the baseline);
+- ``otel``: opentelemetry-instrumentation-celery alone, on the OpenTelemetry SDK with a batch processor and
+  the OTLP/HTTP exporter to the sink;
+- ``sentry``: sentry-sdk with its Celery integration, ``traces_sample_rate=1.0``, to the sink;
+- ``bridge``: ``bridge.init()`` (OTLP and Sentry legs) and ``bridge.frameworks.celery.instrument()``.
+
+A task run is ``task.apply()``: Celery's whole task tracer in this process (the ``task_prerun``,
+``task_postrun``, ``task_success``/``task_failure`` signals, sentry-sdk's wrapped tracer), without a broker,
+so what is measured is the worker-side cost of one task, every 10th one failing. ``cpu_us``: process CPU
+time (exporter threads included) from the first measured task until the SDK flushed, per task;
+``wall_us``: the loop only, per task. The overhead is each configuration's ``cpu_us`` minus ``plain``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from typing import Any, Optional
+
+from benchmarks.sink import SinkProcess
+
+__all__ = ["CONFIGS", "main", "run_child"]
+
+CONFIGS = ("plain", "otel", "sentry", "bridge")
+_WARMUP = 20
+
+
+def _app(config: str, otlp: str, dsn: str) -> tuple[Any, Any]:
+    """The Celery app and its one task, instrumented as ``config`` says; returns (task, flush)."""
+    flush: Any = lambda: None  # noqa: E731
+    if config == "otel":
+        from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp)))
+        trace.set_tracer_provider(provider)
+        CeleryInstrumentor().instrument()
+        flush = lambda: provider.force_flush(30_000)  # noqa: E731
+    elif config == "sentry":
+        import sentry_sdk
+        from sentry_sdk.integrations.celery import CeleryIntegration
+
+        sentry_sdk.init(dsn=dsn, traces_sample_rate=1.0, integrations=[CeleryIntegration()], default_integrations=False)
+        flush = lambda: sentry_sdk.flush(30)  # noqa: E731
+    elif config == "bridge":
+        import bridge
+        from bridge.frameworks.celery import instrument
+
+        bridge.init(otlp_endpoint=otlp, dsn=dsn, service_name="celery-benchmark", sentry_queue_size=100_000,
+                    bsp_max_queue_size=100_000)  # fmt: skip
+        instrument()
+        flush = lambda: bridge.flush(30)  # noqa: E731
+    from celery import Celery
+
+    app = Celery("benchmark")
+    app.conf.update(task_ignore_result=True, task_store_eager_result=False)
+
+    @app.task(name="benchmark.work")
+    def work(number: int) -> int:
+        if number % 10 == 9:
+            raise ValueError(f"task {number} failed")
+        return number * 2
+
+    return work, flush
+
+
+def run_child(config: str, tasks: int, otlp: str, dsn: str) -> dict[str, Any]:
+    import logging
+
+    logging.disable(logging.CRITICAL)  # Celery logs every failed task: not what is measured
+    task, flush = _app(config, otlp, dsn)
+    for number in range(_WARMUP):
+        task.apply(args=(number,))
+    flush()
+    cpu, wall = time.process_time(), time.perf_counter()
+    for number in range(tasks):
+        task.apply(args=(number,))
+    wall = time.perf_counter() - wall
+    flush()
+    cpu = time.process_time() - cpu
+    return {"config": config, "tasks": tasks, "cpu_us": cpu / tasks * 1e6, "wall_us": wall / tasks * 1e6}
+
+
+def measure(configs: tuple[str, ...], tasks: int) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    with SinkProcess(sys.executable) as sink:
+        for config in configs:
+            sink.reset()
+            command = [sys.executable, "-m", "benchmarks.celery_tasks", "--child", config, "--tasks", str(tasks),
+                       "--otlp", sink.otlp_endpoint, "--dsn", sink.dsn]  # fmt: skip
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            result["counts"] = sink.counts()
+            results[config] = result
+    return results
+
+
+def report(results: dict[str, dict[str, Any]]) -> str:
+    base = results.get("plain", {}).get("cpu_us", 0.0)
+    lines = ["| config | CPU µs/task | overhead µs/task | wall µs/task | OTLP spans | Sentry tx | Sentry errors |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for config, result in results.items():
+        counts = result["counts"]
+        lines.append(
+            f"| {config} | {result['cpu_us']:.1f} | {result['cpu_us'] - base:.1f} | {result['wall_us']:.1f} | "
+            f"{counts['otlp_spans']} | {counts['sentry_transactions']} | {counts['sentry_errors']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--smoke", action="store_true", help="200 tasks: checks the harness, measures nothing")
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
+    parser.add_argument("--otlp", help=argparse.SUPPRESS)
+    parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(run_child(args.child, args.tasks, args.otlp, args.dsn)))
+        return 0
+    results = measure(CONFIGS, 200 if args.smoke else args.tasks)
+    print(report(results))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(results, out, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
