@@ -120,7 +120,7 @@ class BridgeMiddleware(ServerMiddleware):
                 return None
             try:
                 options = Options.resolve()
-                bridge = setup.Bridge(replace(options, exporters=(), metrics_exporters=()))
+                bridge = setup.Bridge(replace(options, exporters=(), metrics_exporters=(), logs_exporters=()))
             except Exception:
                 self._auto_init_failed = True
                 logger.exception("otel-sentry-bridge: the settings in the environment are invalid; not traced")
