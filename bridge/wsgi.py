@@ -74,7 +74,7 @@ class BridgeMiddleware(ServerMiddleware):
     ``skip(environ) -> bool``, ``identify_user(environ) -> str | None`` (``enduser.id``),
     ``session_id(environ) -> str | None`` (``session.id``), ``view_name(environ) -> str | None``
     (a route template such as ``/users/{id}`` becomes ``http.route`` and the span name
-    ``"{METHOD} {route}"``; any other name becomes the span name with Sentry source ``component``),
+    ``"{METHOD} {route}"``; any other name becomes the span name with Sentry source ``component``).
     """
 
     def __init__(
