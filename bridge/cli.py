@@ -6,6 +6,9 @@
 ``serve`` receives OTLP/HTTP traces and sends them to Sentry (``bridge.receiver``). Exit status: 0 after a
 clean stop (SIGTERM or SIGINT: stop accepting, finish requests in progress, send everything buffered
 within ``--shutdown-timeout``), 2 for a configuration error, 1 when the address cannot be bound.
+SIGHUP re-reads the bearer token files (a file that cannot be read then keeps the tokens in use).
+``serve --check`` loads every setting and file as ``serve`` would and warns about an exposed listener
+(beyond loopback without a token file or TLS), then exits (docs/security.md).
 """
 
 from __future__ import annotations
@@ -64,6 +67,14 @@ def _add_serve(commands: Any) -> None:
     add("--buffer-size", metavar="SIZE", help="estimated memory for waiting spans, in all (default 256MiB)")
     add("--threads", metavar="N", help="connections served at once (default 16)")
     add("--shutdown-timeout", metavar="SECONDS", help="time to send what is buffered when stopping (default 10)")
+    add("--bearer-token-file", metavar="FILE", help="tokens senders must present, one a line (re-read on SIGHUP)")
+    add("--health-token", metavar="FILE", help="token file for GET /health (default: /health is open)")
+    add("--tls-cert", metavar="FILE", help="PEM certificate (chain): serve HTTPS, TLS 1.2 or newer")
+    add("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    add("--tls-client-ca", metavar="FILE", help="PEM CA bundle: require client certificates it signed (mTLS)")
+    add("--sender-limit-at", metavar="FRACTION", help="queue fill where senders over their share get 429 (0.5)")
+    add("--request-timeout", metavar="SECONDS", help="time for a request to arrive whole (default 60)")
+    add("--check", action="store_true", help="check the settings and files, warn about exposure, then exit")
     add("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
     serve_parser.set_defaults(run=_run_serve)
 
@@ -92,13 +103,45 @@ def _run_serve(arguments: argparse.Namespace) -> int:
             "buffer_size",
             "threads",
             "shutdown_timeout",
+            "bearer_token_file",
+            "health_token",
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
+            "sender_limit_at",
+            "request_timeout",
         )
     }
+    if arguments.check:
+        return check_serve(given)
     stop = threading.Event()
+    reload = threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda number, frame: stop.set())
-    return serve(given, stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda number, frame: reload.set())
+    return serve(given, stop, reload=reload)
+
+
+def check_serve(given: dict[str, Any], environ: Optional[dict[str, str]] = None) -> int:
+    """``serve --check``: load every setting and file as ``serve`` would, warn about exposure; 0, or 2."""
+    from bridge.receiver.app import ReceiverApp
+    from bridge.receiver.settings import ServeSettings, build_sink, exposure_warnings, guarded, tls_context
+
+    try:
+        settings = ServeSettings.from_environ(environ, **given)
+        sink = build_sink(settings, environ=environ)
+        guarded(ReceiverApp(sink), settings)
+        tls_context(settings)
+    except ConfigError as exc:
+        print(f"otel-sentry-bridge serve: {exc}", file=sys.stderr)
+        return 2
+    sink.shutdown(0)
+    for warning in exposure_warnings(settings):
+        print(f"otel-sentry-bridge serve: WARNING: {warning}", file=sys.stderr)
+    print("otel-sentry-bridge serve: settings OK", file=sys.stderr)
+    return 0
 
 
 def serve(
@@ -107,21 +150,40 @@ def serve(
     *,
     environ: Optional[dict[str, str]] = None,
     ready: Optional[Callable[[str], None]] = None,
+    reload: Optional[threading.Event] = None,
 ) -> int:
-    """Run the receiver until ``stop`` is set; ``ready(url)`` is called once it listens."""
+    """Run the receiver until ``stop`` is set; ``ready(url)`` is called once it listens; each time
+    ``reload`` is set (SIGHUP), the bearer token files are read again."""
     from bridge.receiver.app import ReceiverApp
+    from bridge.receiver.guard import Guard
     from bridge.receiver.server import WsgiServer
-    from bridge.receiver.settings import ServeSettings, build_sink
+    from bridge.receiver.settings import ServeSettings, build_sink, exposure_warnings, guarded, tls_context
 
     try:
         settings = ServeSettings.from_environ(environ, **given)
+        context = tls_context(settings)
         sink = build_sink(settings, environ=environ)
     except ConfigError as exc:
         print(f"otel-sentry-bridge serve: {exc}", file=sys.stderr)
         return 2
+    try:
+        app = guarded(ReceiverApp(sink, max_body=settings.max_body), settings)
+    except ConfigError as exc:
+        print(f"otel-sentry-bridge serve: {exc}", file=sys.stderr)
+        sink.shutdown(0)
+        return 2
+    for warning in exposure_warnings(settings):
+        logger.warning("otel-sentry-bridge serve: %s", warning)
     host, port = settings.listen
     try:
-        server = WsgiServer(ReceiverApp(sink, max_body=settings.max_body), host, port, threads=settings.threads)
+        server = WsgiServer(
+            app,
+            host,
+            port,
+            threads=settings.threads,
+            ssl_context=context,
+            request_timeout=settings.request_timeout,
+        )
     except OSError as exc:
         print(f"otel-sentry-bridge serve: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         sink.shutdown(0)
@@ -131,7 +193,13 @@ def serve(
     logger.info("otel-sentry-bridge serve: listening on %s/v1/traces", server.url)
     if ready is not None:
         ready(server.url)
-    stop.wait()
+    while not stop.wait(0.2 if reload is not None else None):
+        if reload is not None and reload.is_set():
+            reload.clear()
+            if isinstance(app, Guard):
+                for tokens in (app.tokens, app.health_tokens):
+                    if tokens is not None:
+                        tokens.reload()
     logger.info("otel-sentry-bridge serve: stopping; sending what is buffered (up to %ss)", settings.shutdown_timeout)
     server.stop(settings.shutdown_timeout / 2)
     thread.join(settings.shutdown_timeout)

@@ -30,7 +30,10 @@ def test_the_celery_benchmark_smoke_mode_measures_every_configuration(tmp_path: 
     assert all(c["problems"] == 0 for c in counts.values()), counts
     assert counts["plain"]["otlp_spans"] == 0 and counts["plain"]["sentry_envelopes"] == 0
     assert counts["otel"]["otlp_spans"] == runs
-    assert (counts["sentry"]["sentry_transactions"], counts["sentry"]["sentry_errors"]) == (runs, runs // 10)
+    # sentry-sdk's own queue (100 envelopes) may overflow on a busy machine: that loss is part of what the
+    # benchmark compares, so the peer only has to deliver something of each kind and never more than sent.
+    sentry_sdk = counts["sentry"]
+    assert 0 < sentry_sdk["sentry_transactions"] <= runs and 0 < sentry_sdk["sentry_errors"] <= runs // 10
     bridge = counts["bridge"]
     assert (bridge["otlp_spans"], bridge["sentry_transactions"], bridge["sentry_errors"]) == (runs, runs, runs // 10)
     assert all(result["cpu_us"] > 0 and result["wall_us"] > 0 for result in results.values())

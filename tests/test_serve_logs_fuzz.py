@@ -97,3 +97,29 @@ def test_generated_log_requests_give_valid_events_or_counted_rejections(sentry_r
     assert app.statuses[500] == 0
     assert app.logs.health().get("errors", 0) == len(sentry_receiver.events())
     sentry_receiver.assert_all_valid()
+
+
+def test_a_map_as_exception_message_beside_an_unparsed_stack_still_gives_its_event(
+    sentry_receiver: SentryReceiver,
+) -> None:
+    """Found by the generator above (seed 1): the message, a map, was sliced as text on the worker."""
+    sink = SentrySink(Routes.load(None, sentry_receiver.dsn), environ={}, root_delay=0.05)
+    app = ReceiverApp(sink)
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.add(key="service.name", value=AnyValue(string_value="fuzz"))
+    record = resource_logs.scope_logs.add().log_records.add(severity_number=17)
+    message = AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key="k", value=AnyValue(int_value=1))]))
+    record.attributes.add(key="exception.message", value=message)
+    record.attributes.add(key="exception.stacktrace", value=AnyValue(string_value="no parser knows this"))
+    try:
+        status, _, _ = call(
+            app, request.SerializeToString(), path="/v1/logs", headers={"Content-Type": "application/x-protobuf"}
+        )
+    finally:
+        sink.shutdown(10)
+    assert status == 200
+    [event] = sentry_receiver.events()
+    assert "no parser knows this" in event["exception"]["values"][-1]["value"]
+    assert "k" in event["logentry"]["formatted"]
+    sentry_receiver.assert_all_valid()

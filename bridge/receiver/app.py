@@ -9,6 +9,9 @@ Status codes, as the OTLP/HTTP specification asks:
   Content-Encoding (``gzip``, ``deflate`` and ``identity`` are known);
 - 429 with ``Retry-After`` when the queue to Sentry is full, 503 with ``Retry-After`` while shutting down;
 - 404 for other paths, 405 for other methods, 500 (logged) should the receiver itself fail.
+In front of it, ``guard.py`` answers 401 (no valid bearer token) and 429 (a sender over its share of the
+queue) before this app sees the request; spans of services the sender's token may not send for are
+rejected here, in ``partial_success``.
 Every 4xx/5xx body is a ``google.rpc.Status``, encoded as the request was (protobuf by default).
 
 Run it under gunicorn (one worker process, since buffers are per process; threads are fine)::
@@ -30,6 +33,7 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from bridge.receiver.auth import restrict_resources, restrict_services
 from bridge.receiver.decode import Decoded, DecodeError, decode_protobuf
 from bridge.receiver.logs import LogIntake, decode_logs
 from bridge.receiver.otlpjson import decode_json
@@ -118,6 +122,7 @@ class ReceiverApp:
             decoded: Decoded = decode_protobuf(data) if content_type == PROTOBUF else decode_json(data)
         except DecodeError as exc:
             raise _Refused(400, str(exc)[:1000]) from None
+        decoded.spans = restrict_services(environ, decoded.spans, decoded.reject)  # a token's services only
         exceptions = self.logs.note_spans(decoded.spans)  # reported as log records already; transaction names
         try:
             accepted = self.sink.accept(decoded.spans)
@@ -136,11 +141,14 @@ class ReceiverApp:
         data = decompress(read_body(environ, self.max_body), encoding, self.max_body)
         try:
             request, bad_ids = decode_logs(data, content_type == JSON)
+            refused = restrict_resources(environ, request.resource_logs, _log_records)  # a token's services only
             accepted = self.logs.accept(request, bad_ids)
         except DecodeError as exc:
             raise _Refused(400, str(exc)[:1000]) from None
         except Overloaded as exc:
             raise _Refused(exc.status, exc.message, [("Retry-After", str(exc.retry_after))]) from None
+        for problem, count in refused.items():
+            accepted.reject(problem, count)
         return accepted.response(content_type == JSON)
 
     def _health(self, start_response: StartResponse, method: str) -> Iterable[bytes]:
@@ -167,6 +175,10 @@ class ReceiverApp:
             [("Content-Type", content_type), ("Content-Length", str(len(body))), *(headers or [])],
         )
         return [body]
+
+
+def _log_records(resource_logs: Any) -> int:
+    return sum(len(scope_logs.log_records) for scope_logs in resource_logs.scope_logs)
 
 
 def _content_type(environ: Environ) -> str:
@@ -270,14 +282,16 @@ def _status_body(status: int, message: str, content_type: str) -> bytes:
     return body.SerializeToString()  # type: ignore[no-any-return]
 
 
-def create_app(**settings: Any) -> ReceiverApp:
+def create_app(**settings: Any) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """The app with its Sentry sink, from keyword ``settings`` over ``OTEL_SENTRY_BRIDGE_*`` variables.
 
     For gunicorn: ``'bridge.receiver.app:create_app()'`` or ``'...:create_app(routes="routes.txt")'``.
     The sink is flushed and shut down at interpreter exit (gunicorn's worker exits that way on SIGTERM).
+    With a bearer token file, health token or per-sender limits set, the app is behind their guard
+    (``guard.py``); TLS under gunicorn: ``-c python:bridge.receiver.gunicorn_tls``.
     """
-    from bridge.receiver.settings import ServeSettings, build_sink
+    from bridge.receiver.settings import ServeSettings, build_sink, guarded
 
     config = ServeSettings.from_environ(**settings)
     sink = build_sink(config, at_exit=True)
-    return ReceiverApp(sink, max_body=config.max_body)
+    return guarded(ReceiverApp(sink, max_body=config.max_body), config)

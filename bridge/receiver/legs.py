@@ -77,6 +77,10 @@ class LegDestination:
     def saturated(self) -> bool:
         return self.transport.pending >= self.transport.queue_size
 
+    def fill(self) -> float:
+        """How full the queue to Sentry is, 0 to 1 (per-sender limits start at a threshold of it)."""
+        return self.transport.pending / max(1, self.transport.queue_size)
+
     @property
     def buffered(self) -> int:
         return self.leg.assembler.buffered

@@ -262,7 +262,8 @@ class LogIntake:
             language = resource.attributes.get("telemetry.sdk.language")
             language = language if isinstance(language, str) else None
             if not any(error.frames for error in parse_stacktrace(stack, language)):
-                message = exception.get("exception.message")
+                stated = exception.get("exception.message")  # any AnyValue kind: a map or bytes too
+                message = stated if isinstance(stated, str) or stated is None else str(stated)
                 exception["exception.message"] = f"{message}\n{stack}" if message else stack
         fresh = 0
         trace_raw, span_raw = bytes(record.trace_id), bytes(record.span_id)

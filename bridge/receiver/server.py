@@ -5,7 +5,9 @@ bodies, which is what Node's OTLP exporter sends when it gzips. This server keep
 reads ``Content-Length`` and ``chunked`` bodies, serves at most ``threads`` connections at once (more
 wait in the listen backlog), closes idle connections after ``idle_timeout`` seconds, and stops
 gracefully: ``stop()`` closes the listening socket and idle connections, lets requests in progress
-finish (up to a timeout), and answers them with ``Connection: close``.
+finish (up to a timeout), and answers them with ``Connection: close``. With an ``ssl_context`` it speaks
+TLS (the handshake bounded by ``handshake_timeout``); a request must arrive whole within ``request_timeout``
+seconds of its first byte (``connections.py``).
 
 Responses are buffered (the receiver's are small). For anything else, use gunicorn.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -22,6 +25,8 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 from urllib.parse import unquote
+
+from bridge.receiver.connections import DeadlineReader, reader, secure
 
 __all__ = ["WsgiServer", "BodyError"]
 
@@ -114,11 +119,29 @@ class _Body:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # a request line that cannot be parsed gets a real status line (the base class would answer it as
+    # HTTP/0.9: a bare body that a pipelining client cannot tell from the next response)
+    default_request_version = "HTTP/1.0"
     server: WsgiServer
 
     def setup(self) -> None:
+        if self.server.ssl_context is not None:  # the handshake in this thread, bounded (connections.py)
+            self.request = secure(self.request, self.server.ssl_context, self.server.handshake_timeout)
         super().setup()
         self.connection.settimeout(self.server.idle_timeout)  # an idle or stalled connection ends
+        plain = self.rfile
+        self.rfile = reader(self.connection, self.server.idle_timeout, self.server.request_timeout)
+        plain.close()  # the base class's reader: closed, so that it holds no reference to the socket
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if isinstance(self.request, ssl.SSLSocket):  # the server closes the plain socket it accepted,
+                try:  # which the TLS socket took over: close the TLS one here
+                    self.request.close()
+                except OSError:
+                    pass
 
     def handle(self) -> None:
         self.server._track(self, busy=False)
@@ -127,6 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.handle_one_request()
             while not self.close_connection and not self.server.stopping:
                 self.server._track(self, busy=False)
+                raw = getattr(self.rfile, "raw", None)
+                if isinstance(raw, DeadlineReader):
+                    raw.next_request()
                 self.handle_one_request()
         finally:
             self.server._untrack(self)
@@ -177,7 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not started:
             return self._fail(500, "the app did not start a response")
         payload = b"" if self.command == "HEAD" else b"".join(chunks)
-        finished = body.discard(DRAIN_MAX)
+        # the app may ask to close rather than read an unwanted body (e.g. a request without a valid token)
+        close = any(n.lower() == "connection" and "close" in str(v).lower() for n, v in started[1])
+        finished = False if close else body.discard(DRAIN_MAX)
         code, _, reason = str(started[0]).partition(" ")
         self.send_response(int(code), reason)
         for name, value in started[1]:
@@ -215,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
             "SERVER_PROTOCOL": self.request_version,
             "REMOTE_ADDR": str(self.client_address[0]),
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
+            "wsgi.url_scheme": "https" if self.server.ssl_context is not None else "http",
             "wsgi.input": body,
             "wsgi.input_terminated": True,
             "wsgi.errors": sys.stderr,
@@ -245,9 +273,23 @@ class WsgiServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, app: WsgiApp, host: str, port: int, *, threads: int = 16, idle_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        app: WsgiApp,
+        host: str,
+        port: int,
+        *,
+        threads: int = 16,
+        idle_timeout: float = 30.0,
+        request_timeout: float = 60.0,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        handshake_timeout: float = 10.0,
+    ) -> None:
         self.app = app
         self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout  # a request's bytes must all arrive within this (slowloris)
+        self.ssl_context = ssl_context
+        self.handshake_timeout = handshake_timeout
         self.stopping = False
         self._slots = threading.BoundedSemaphore(max(1, threads))
         self._lock = threading.Lock()
@@ -266,7 +308,8 @@ class WsgiServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = str(self.server_address[0]), int(self.server_address[1])
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     def process_request(self, request: Any, client_address: Any) -> None:
         while not self._slots.acquire(timeout=0.25):  # all threads busy: leave the rest in the backlog

@@ -11,6 +11,12 @@
 | ``--buffer-size SIZE`` | ``OTEL_SENTRY_BRIDGE_BUFFER_SIZE`` | ``256MiB`` (estimated) |
 | ``--threads N`` | ``OTEL_SENTRY_BRIDGE_THREADS`` | ``16`` (connections served at once) |
 | ``--shutdown-timeout SECONDS`` | ``OTEL_SENTRY_BRIDGE_SHUTDOWN_TIMEOUT`` | ``10`` |
+| ``--bearer-token-file FILE`` | ``OTEL_SENTRY_BRIDGE_BEARER_TOKEN_FILE`` | none: no authentication |
+| ``--health-token FILE`` | ``OTEL_SENTRY_BRIDGE_HEALTH_TOKEN`` | none: ``/health`` is open |
+| ``--tls-cert FILE`` / ``--tls-key FILE`` | ``OTEL_SENTRY_BRIDGE_TLS_CERT`` / ``_TLS_KEY`` | none: plain HTTP |
+| ``--tls-client-ca FILE`` | ``OTEL_SENTRY_BRIDGE_TLS_CLIENT_CA`` | none: no client certificate asked |
+| ``--sender-limit-at FRACTION`` | ``OTEL_SENTRY_BRIDGE_SENDER_LIMIT_AT`` | ``0.5`` (1: no per-sender limit) |
+| ``--request-timeout SECONDS`` | ``OTEL_SENTRY_BRIDGE_REQUEST_TIMEOUT`` | ``60`` (a request's bytes, all of them) |
 
 Sizes take ``K``, ``M`` or ``G`` suffixes (binary: ``KiB``, ``MiB``, ``GiB`` also read).
 """
@@ -21,16 +27,29 @@ import atexit
 import logging
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from bridge.errors import ConfigError
 from bridge.receiver.app import DEFAULT_MAX_BODY
+from bridge.receiver.auth import TokenFile
+from bridge.receiver.guard import Guard, WsgiApp
+from bridge.receiver.limits import DEFAULT_THRESHOLD, SenderLimits
 from bridge.receiver.routes import Routes
 from bridge.receiver.sink import SentrySink
+from bridge.receiver.tls import server_context
 
-__all__ = ["ServeSettings", "build_sink", "parse_size", "parse_listen"]
+__all__ = [
+    "ServeSettings",
+    "build_sink",
+    "parse_size",
+    "parse_listen",
+    "guarded",
+    "tls_context",
+    "exposure_warnings",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +107,13 @@ class ServeSettings:
     buffer_size: int = 256 << 20
     threads: int = 16
     shutdown_timeout: float = 10.0
+    bearer_token_file: Optional[str] = None
+    health_token: Optional[str] = None  # a token file too
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    tls_client_ca: Optional[str] = None
+    sender_limit_at: float = DEFAULT_THRESHOLD
+    request_timeout: float = 60.0
     sentry_dsn: Optional[str] = None  # SENTRY_DSN
 
     @classmethod
@@ -104,6 +130,13 @@ class ServeSettings:
             "buffer_size": parse_size,
             "threads": _positive(int),
             "shutdown_timeout": _positive(float),
+            "bearer_token_file": lambda text, setting: str(text),
+            "health_token": lambda text, setting: str(text),
+            "tls_cert": lambda text, setting: str(text),
+            "tls_key": lambda text, setting: str(text),
+            "tls_client_ca": lambda text, setting: str(text),
+            "sender_limit_at": _fraction,
+            "request_timeout": _positive(float),
         }
         unknown = sorted(set(given) - set(parsers))
         if unknown:
@@ -116,7 +149,62 @@ class ServeSettings:
             elif env.get(PREFIX + name.upper(), "").strip():
                 values[name] = parse(env[PREFIX + name.upper()], PREFIX + name.upper())
         values["sentry_dsn"] = env.get("SENTRY_DSN") or None
-        return cls(**values)
+        settings = cls(**values)
+        if (settings.tls_key or settings.tls_client_ca) and not settings.tls_cert:
+            given_as = "--tls-key" if settings.tls_key else "--tls-client-ca"
+            raise ConfigError(given_as, settings.tls_key or settings.tls_client_ca, "needs --tls-cert as well")
+        return settings
+
+
+def _fraction(text: str, setting: str) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise ConfigError(setting, text, "expected a fraction of the queue above 0, at most 1 (1: no limit)")
+    return value
+
+
+def tls_context(settings: ServeSettings) -> Optional[ssl.SSLContext]:
+    """The server's SSL context, or None without ``--tls-cert``; a ConfigError for unusable files."""
+    if not settings.tls_cert:
+        return None
+    return server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+
+
+def guarded(app: WsgiApp, settings: ServeSettings) -> WsgiApp:
+    """``app`` behind its tokens and per-sender limits (a :class:`Guard`), as ``settings`` ask.
+
+    An unreadable or empty token file is a ConfigError naming the file (``serve`` refuses to start)."""
+    tokens = TokenFile(settings.bearer_token_file) if settings.bearer_token_file else None
+    health = TokenFile(settings.health_token, "--health-token") if settings.health_token else None
+    limits = None
+    sink = getattr(app, "sink", None)
+    if settings.sender_limit_at < 1 and sink is not None and hasattr(sink, "queue_fill"):
+        limits = SenderLimits(sink.queue_fill, threshold=settings.sender_limit_at)
+    if tokens is None and health is None and limits is None:
+        return app
+    return Guard(app, tokens=tokens, health_tokens=health, limits=limits)
+
+
+def exposure_warnings(settings: ServeSettings) -> list[str]:
+    """What makes the listener unsafe to expose: beyond loopback without a token file or without TLS."""
+    host = settings.listen[0]
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return []
+    warnings = []
+    if not settings.bearer_token_file:
+        warnings.append(
+            f"serve listens on {host} (beyond loopback) without authentication: anyone who can reach the port "
+            "can create Sentry events; set --bearer-token-file (OTEL_SENTRY_BRIDGE_BEARER_TOKEN_FILE)"
+        )
+    if not settings.tls_cert:
+        warnings.append(
+            f"serve listens on {host} (beyond loopback) without TLS: tokens and spans cross the network in "
+            "clear text; set --tls-cert and --tls-key"
+        )
+    return warnings
 
 
 def build_sink(

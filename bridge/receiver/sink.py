@@ -196,6 +196,11 @@ class SentrySink:
                     self._no_dsn[problem] += count
         return accepted
 
+    def queue_fill(self) -> float:
+        """The fullest leg's queue, 0 to 1 (0 for destinations that do not say)."""
+        fills = [getattr(d, "fill", lambda: 0.0)() for d in self._by_dsn.values()]
+        return float(max(fills, default=0.0))
+
     def health(self) -> dict[str, Any]:
         return {
             "status": "draining" if self._draining else "ok",
