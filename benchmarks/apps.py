@@ -114,7 +114,8 @@ def _sentry(app: WSGIApp, dsn: str, sampled: bool) -> tuple[WSGIApp, Callable[[f
 def _bridge(app: WSGIApp, otlp_endpoint: str, dsn: str, sampled: bool) -> tuple[WSGIApp, Callable[[float], None], str]:
     import bridge
 
-    options: dict[str, Any] = {"otlp_endpoint": otlp_endpoint}
+    # Metrics off, like for like with b (no MeterProvider there: its instruments are no-ops).
+    options: dict[str, Any] = {"otlp_endpoint": otlp_endpoint, "metrics_exporters": "none"}
     note = ""
     if sentry_leg_available():
         options["dsn"] = dsn

@@ -123,7 +123,9 @@ def _bridge(
 ) -> tuple[ASGIApp, Callable[[float], None]]:
     import bridge
 
-    options: dict[str, Any] = {"otlp_endpoint": otlp_endpoint, "dsn": dsn}
+    # Metrics off, like for like with b (no MeterProvider there: its instruments are no-ops); the sink has no
+    # /v1/metrics.
+    options: dict[str, Any] = {"otlp_endpoint": otlp_endpoint, "dsn": dsn, "metrics_exporters": "none"}
     if not sampled:
         options["traces_sample_rate"] = 0.0
     bridge.init(**options)

@@ -45,7 +45,8 @@ from opentelemetry.util.http import ExcludeList, SanitizeValue, parse_excluded_u
 
 from bridge import setup
 from bridge.frameworks import brace_params
-from bridge.httpreq import PRIVATE_HEADERS, ServerMiddleware, ServerRequest, warn_untraced
+from bridge.httpreq import PRIVATE_HEADERS, ServerMiddleware, ServerRequest, in_traced_request, warn_untraced
+from bridge.metrics import ASGI_METER_NAME, ServerMetrics
 from bridge.scope import RequestScope
 from bridge.version import __version__
 
@@ -167,11 +168,14 @@ class BridgeASGIMiddleware(ServerMiddleware):
     ``server_request_hook(span, scope)``, ``client_request_hook(span, scope, message)`` and
     ``client_response_hook(span, scope, message)`` (called with the message span when message spans are
     on, else with the request's span), ``tracer_provider``/``tracer`` (spans go there instead of the
-    bridge's provider), ``meter_provider``/``meter`` (kept for the HTTP server metrics),
+    bridge's provider), ``meter_provider``/``meter`` (the HTTP server metrics go there instead of the bridge's
+    metrics leg),
     ``http_capture_headers_server_request``/``_response``/``_sanitize_fields`` (instead of the bridge's
     capture options), ``exclude_spans`` (``["receive"]``, ``["send"]``: given at all, it turns message
     spans on except those).
     """
+
+    meter_name = ASGI_METER_NAME  # the metrics' instrumentation scope, as OpenTelemetry's middleware
 
     def __init__(
         self,
@@ -219,6 +223,7 @@ class BridgeASGIMiddleware(ServerMiddleware):
         self.default_span_details = default_span_details
         self.meter_provider = meter_provider  # for the HTTP server metrics (bridge.httpreq.ServerRequest.end)
         self.meter = meter
+        self._given_metrics: Optional[ServerMetrics] = None
         self._given_tracer = tracer
         if tracer is None and tracer_provider is not None:
             self._given_tracer = tracer_provider.get_tracer(SCOPE_NAME, __version__)
@@ -250,6 +255,14 @@ class BridgeASGIMiddleware(ServerMiddleware):
                 list(request if request is not None else options.capture_request_headers),
                 list(response if response is not None else options.capture_response_headers),
             )
+
+    def server_metrics(self, bridge: setup.Bridge) -> Optional[ServerMetrics]:
+        """A ``meter`` given is used as it is (as OpenTelemetry's middleware does); else as for WSGI."""
+        if self.meter is None:
+            return super().server_metrics(bridge)
+        if self._given_metrics is None or self._given_metrics.mode is not self._mode:
+            self._given_metrics = ServerMetrics(self.meter, self._mode)
+        return self._given_metrics
 
     # -- the ASGI call ------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -305,11 +318,16 @@ class BridgeASGIMiddleware(ServerMiddleware):
         headers = _merged_headers(scope.get("headers"))  # decoded once: the propagators look up several
         if self._capture is not None and self._capture[1]:
             attributes.update(self.request_header_attributes(headers))
+        nested = in_traced_request()
         span, context = self.open_span(bridge, name, attributes, headers, default_getter, self.tracer)
         request_scope = _AsgiScope(bridge, span, attributes, _HeaderEnviron(scope))
-        request = _AsgiRequest(self, scope, kind == "websocket", request_scope, span, context, name, receive, send)
+        request = _AsgiRequest(
+            self, scope, kind == "websocket", request_scope, span, context, name, receive, send, nested
+        )
         for hook in self.request_hooks:
             self.guard.call("request_hook", hook, span, scope)
+        if kind == "http":  # as OpenTelemetry's middleware: HTTP requests are measured, WebSockets not
+            self.measure(request, bridge, attributes)
         return request
 
 
@@ -388,8 +406,9 @@ class _AsgiRequest(ServerRequest):
         name: str,
         server_receive: Receive,
         server_send: Send,
+        nested: bool = False,
     ) -> None:
-        super().__init__(span, context, scope, middleware._mode)
+        super().__init__(span, context, scope, middleware._mode, nested)
         self.middleware = middleware
         self.asgi_scope = asgi_scope
         self.websocket = websocket
@@ -476,10 +495,13 @@ class _AsgiRequest(ServerRequest):
         middleware = self.middleware
         span = self.span
         self.name_route()
-        if span.is_recording():
-            middleware._set_status_code(span, message.get("status"), None, middleware._mode)
-            if middleware.captures_response_headers:
-                span.set_attributes(middleware.response_header_attributes(_merged_headers(message.get("headers"))))
+        measure = self.measure
+        if measure is not None or span.is_recording():  # the metrics take the status code and error.type
+            middleware._set_status_code(
+                span, message.get("status"), None if measure is None else measure.response, middleware._mode
+            )
+        if span.is_recording() and middleware.captures_response_headers:
+            span.set_attributes(middleware.response_header_attributes(_merged_headers(message.get("headers"))))
         self.scope.mark_failed()  # a framework that rendered a recorded failure: its type, not "500"
         if middleware.response_hook is not None:
             middleware.guard.call("response_hook", middleware.response_hook, span, self.asgi_scope, message)

@@ -125,6 +125,10 @@ def _send(options: Options, timeout: float, write: Callable[..., None]) -> int:
         outcomes.append(probe.send_otlp(options, trace, timeout))
     else:
         outcomes.append(probe.Outcome("OTLP", None, "the OTLP exporter is off (OTEL_TRACES_EXPORTER)"))
+    if "otlp" in options.metrics_exporters:
+        outcomes.append(probe.send_otlp_metrics(options, timeout))
+    else:
+        outcomes.append(probe.Outcome("OTLP metrics", None, "the OTLP metrics exporter is off (OTEL_METRICS_EXPORTER)"))
     if "otlp" in options.logs_exporters:
         from bridge.logs_probe import send_test_log
 
@@ -164,9 +168,9 @@ def _show(key: str, value: Any) -> str:
         return "(unset)"
     if key == "dsn":
         return str(value)  # Dsn.__str__ masks the key
-    if key in ("otlp_headers", "logs_headers"):
+    if key in ("otlp_headers", "metrics_headers", "logs_headers"):
         return ", ".join(f"{name}=****" for name in value) or "(none)"
-    if key in ("otlp_endpoint", "logs_endpoint"):
+    if key in ("otlp_endpoint", "metrics_endpoint", "logs_endpoint"):
         return mask_url(str(value))
     if key == "before_send":
         return getattr(value, "__qualname__", type(value).__name__)
@@ -216,6 +220,12 @@ def problems(options: Options, environ: Optional[Mapping[str, str]] = None) -> l
         found.append(("warn", "the OTLP endpoint uses port 4317, OTLP/gRPC's; the bridge speaks OTLP/HTTP (4318)"))
     if options.otlp_enabled and not endpoint.path.rstrip("/").endswith("/v1/traces"):
         found.append(("warn", f"the OTLP endpoint's path {endpoint.path or '/'!r} does not end with /v1/traces"))
+    metrics_endpoint = urlsplit(options.metrics_endpoint)
+    if "otlp" in options.metrics_exporters and metrics_endpoint.port == 4317:
+        found.append(("warn", "the OTLP metrics endpoint uses port 4317, OTLP/gRPC's; the bridge speaks OTLP/HTTP"))
+    if "otlp" in options.metrics_exporters and not metrics_endpoint.path.rstrip("/").endswith("/v1/metrics"):
+        path = metrics_endpoint.path or "/"
+        found.append(("warn", f"the OTLP metrics endpoint's path {path!r} does not end with /v1/metrics"))
     base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
     if base.rstrip("/").endswith("/v1/traces") and options.sources.get("otlp_endpoint", "").endswith(
         "(OTEL_EXPORTER_OTLP_ENDPOINT)"

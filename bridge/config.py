@@ -18,7 +18,15 @@ from urllib.parse import unquote, urlsplit
 from bridge.errors import ConfigError
 from bridge.sentry.dsn import Dsn
 
-__all__ = ["Options", "ConfigError", "BeforeSend", "EXPORTER_NAMES", "SAMPLER_NAMES"]
+__all__ = [
+    "Options",
+    "ConfigError",
+    "BeforeSend",
+    "EXPORTER_NAMES",
+    "SAMPLER_NAMES",
+    "METRICS_EXPORTER_NAMES",
+    "TEMPORALITY_NAMES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +42,9 @@ SAMPLER_NAMES = (
     "parentbased_traceidratio",
 )
 DEFAULT_OTLP_ENDPOINT = "http://localhost:4318/v1/traces"
+METRICS_EXPORTER_NAMES = ("otlp", "console", "none")
+TEMPORALITY_NAMES = ("cumulative", "delta", "lowmemory")
+DEFAULT_METRICS_ENDPOINT = "http://localhost:4318/v1/metrics"
 DEFAULT_OTLP_LOGS_ENDPOINT = "http://localhost:4318/v1/logs"
 LOGS_EXPORTER_NAMES = ("otlp", "console", "none")
 EXCEPTION_SIGNALS = ("span", "logs", "logs/dup")  # OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN (unset: span events)
@@ -82,6 +93,15 @@ class Options:
     sentry_queue_size: int = 1000
     sentry_timeout: float = 5.0
     shutdown_timeout: float = 2.0
+    # metrics leg (bridge.metrics): HTTP server metrics over OTLP/HTTP
+    metrics_exporters: tuple[str, ...] = ("otlp",)
+    metrics_endpoint: str = DEFAULT_METRICS_ENDPOINT
+    metrics_headers: Mapping[str, str] = field(default_factory=dict)
+    metrics_timeout: float = 10.0
+    metrics_compression: str = "none"
+    metric_export_interval_ms: int = 60000
+    metric_export_timeout_ms: int = 30000
+    metrics_temporality: str = "cumulative"
     # logs leg (bridge.logs): off unless OTEL_LOGS_EXPORTER names an exporter
     logs_exporters: tuple[str, ...] = ()
     logs_endpoint: str = DEFAULT_OTLP_LOGS_ENDPOINT
@@ -117,6 +137,10 @@ class Options:
     @property
     def sentry_enabled(self) -> bool:
         return "sentry" in self.exporters and self.dsn is not None
+
+    @property
+    def metrics_enabled(self) -> bool:
+        return bool(self.metrics_exporters)
 
     @property
     def logs_enabled(self) -> bool:
@@ -248,6 +272,7 @@ class _Resolver:
             )
         if not isinstance(self.values["max_breadcrumbs"], int) or self.values["max_breadcrumbs"] < 0:
             raise ConfigError("max_breadcrumbs", self.values["max_breadcrumbs"], "must be a whole number >= 0")
+        self._resolve_metrics()
         if self.values["before_send"] is not None and not callable(self.values["before_send"]):
             raise ConfigError(
                 "before_send", self.values["before_send"], "must be a callable (event, hint) -> event or None"
@@ -264,10 +289,12 @@ class _Resolver:
             "exporters",
             "integrations",
             "disabled_integrations",
+            "metrics_exporters",
         ):
             self.values[key] = tuple(self.values[key])
         self.values["resource_attributes"] = dict(self.values["resource_attributes"])
         self.values["otlp_headers"] = dict(self.values["otlp_headers"])
+        self.values["metrics_headers"] = dict(self.values["metrics_headers"])
         return Options(**self.values, sources=dict(self.sources))
 
     def _resolve_exporters(self) -> None:
@@ -289,6 +316,86 @@ class _Resolver:
                 "OTEL_TRACES_EXPORTER", ",".join(exporters), "the sentry exporter needs SENTRY_DSN (or dsn=)"
             )
         self.values["exporters"] = exporters
+
+    def _resolve_metrics(self) -> None:
+        """The metrics leg: OpenTelemetry's metric variables, each falling back as the traces leg's do."""
+        traces_named = self.sources.get("exporters", "default") != "default"
+        # Default otlp, as opentelemetry-distro sets it; but not when the traces leg was told to skip OTLP
+        # (Sentry only): there is no collector to send metrics to then.
+        default = ("otlp",) if self.values["exporters"].count("otlp") or not traces_named else ()
+        exporters = self._take("metrics_exporters", ("OTEL_METRICS_EXPORTER",), _name_list, default)
+        for name in exporters:
+            if name not in METRICS_EXPORTER_NAMES:
+                given = self.sources["metrics_exporters"] == "argument"
+                setting = "metrics_exporters" if given else "OTEL_METRICS_EXPORTER"
+                raise ConfigError(
+                    setting,
+                    ",".join(exporters),
+                    f"unknown metrics exporter {name!r}; known: {', '.join(METRICS_EXPORTER_NAMES)}",
+                )
+        self.values["metrics_exporters"] = tuple(name for name in exporters if name != "none")
+        self._resolve_metrics_endpoint()
+        inherit = self.sources.get("otlp_headers") == "argument"
+        self._take(
+            "metrics_headers",
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+            _headers,
+            self.values["otlp_headers"] if inherit else {},
+        )
+        inherit = self.sources.get("otlp_timeout") == "argument"
+        self._take(
+            "metrics_timeout",
+            ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+            _positive_float,
+            self.values["otlp_timeout"] if inherit else 10.0,
+        )
+        inherit = self.sources.get("otlp_compression") == "argument"
+        self._take(
+            "metrics_compression",
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
+            _compression,
+            self.values["otlp_compression"] if inherit else "none",
+        )
+        self._take("metric_export_interval_ms", ("OTEL_METRIC_EXPORT_INTERVAL",), _warn_int(60000), 60000)
+        self._take("metric_export_timeout_ms", ("OTEL_METRIC_EXPORT_TIMEOUT",), _warn_int(30000), 30000)
+        for key in ("metric_export_interval_ms", "metric_export_timeout_ms"):
+            value = self.values[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(key, value, "expected a positive integer (milliseconds)")
+        self._take(
+            "metrics_temporality", ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",), _temporality, "cumulative"
+        )
+        name, value = self._env("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+        if name and value and value != "http/protobuf" and self.values["metrics_exporters"].count("otlp"):
+            raise ConfigError(
+                name, value, "the bridge exports OTLP over HTTP with protobuf only; use http/protobuf (port 4318)"
+            )
+
+    def _resolve_metrics_endpoint(self) -> None:
+        """``metrics_endpoint``, else OTEL_EXPORTER_OTLP_METRICS_ENDPOINT (as is), else ``otlp_endpoint=`` given
+        as an argument with its ``/v1/traces`` made ``/v1/metrics``, else OTEL_EXPORTER_OTLP_ENDPOINT +
+        ``/v1/metrics``, else localhost."""
+        argument = self.arguments.get("metrics_endpoint")
+        if argument is not None:
+            setting, url, source = "metrics_endpoint", argument, "argument"
+        else:
+            name, value = self._env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+            traces = self.values["otlp_endpoint"]
+            if name and value:
+                setting, url = name, value
+            elif self.sources.get("otlp_endpoint") == "argument" and str(traces).rstrip("/").endswith("/v1/traces"):
+                setting, url = "otlp_endpoint", str(traces).rstrip("/")[: -len("/v1/traces")] + "/v1/metrics"
+            else:
+                name, value = self._env("OTEL_EXPORTER_OTLP_ENDPOINT")
+                if name and value:
+                    setting, url = name, value.rstrip("/") + "/v1/metrics"
+                else:
+                    setting, url = "default", DEFAULT_METRICS_ENDPOINT
+            source = {"default": "default", "otlp_endpoint": "argument (otlp_endpoint)"}.get(
+                setting, f"environment ({setting})"
+            )
+        self.sources["metrics_endpoint"] = source
+        self.values["metrics_endpoint"] = _http_url(setting, url, "the OTLP metrics endpoint")
 
     def _resolve_otlp_endpoint(self) -> None:
         if self.values["otlp_endpoint"] is not None:
@@ -504,6 +611,26 @@ def _warn_int(default: int) -> Callable[[str, Any], int]:
             raise ConfigError(name, value, "expected a positive integer") from None
 
     return parse
+
+
+def _temporality(name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in TEMPORALITY_NAMES:
+        raise ConfigError(name, value, f"expected one of {', '.join(TEMPORALITY_NAMES)}")
+    return text
+
+
+def _http_url(setting: str, url: Any, what: str) -> str:
+    if not isinstance(url, str):
+        raise ConfigError(setting, url, f"{what} must be an http:// or https:// URL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ConfigError(setting, url, f"not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(setting, url, f"{what} must be an http:// or https:// URL with a host")
+    return url
 
 
 def _compression(name: str, value: Any) -> str:

@@ -10,7 +10,9 @@ The bridge registers all three under ``sentry_bridge`` / ``bridge_gunicorn``:
   ``OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`` (opentelemetry-python resolves
   ``OTEL_TRACES_EXPORTER=otlp`` to its *gRPC* exporter when no protocol is set: the "gRPC trap");
 - :class:`BridgeConfigurator` calls ``bridge.init()`` from the environment: one provider, one sampler,
-  the OTLP/HTTP leg and the Sentry leg, the propagators, as the README's options table says;
+  the OTLP/HTTP leg and the Sentry leg, the propagators, as the README's options table says; and the
+  metrics leg, whose MeterProvider becomes the global one (so the other instrumentations' metrics, the
+  HTTP client's say, are exported with the bridge's, as under opentelemetry-distro);
 - ``bridge.servers.GunicornInstrumentor`` wraps the WSGI app gunicorn loads in ``BridgeMiddleware``.
 
 Nothing here raises into the host program: a configuration error is logged (to stderr, even before
@@ -65,8 +67,19 @@ class BridgeConfigurator(_BaseConfigurator):  # type: ignore[misc]
         try:
             from bridge.setup import init
 
-            init()
+            bridge = init()
+            if bridge.metrics is not None:
+                _set_global_meter_provider(bridge.metrics.meter_provider)
         except ConfigError as exc:
             logger.error("otel-sentry-bridge: not configured, nothing is traced: %s", exc)
         except Exception:
             logger.exception("otel-sentry-bridge: not configured, nothing is traced")
+
+
+def _set_global_meter_provider(provider: Any) -> None:
+    """Once, at start-up, and only if no other code set one (OpenTelemetry allows one global)."""
+    from opentelemetry import metrics
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+    if isinstance(metrics.get_meter_provider(), _ProxyMeterProvider):
+        metrics.set_meter_provider(provider)

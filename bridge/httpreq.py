@@ -11,7 +11,8 @@ same for both and lives here:
   remembers the trace for unsampled errors;
 - :class:`ServerRequest`: one traced request: its span, context and scope; ``activate``/``deactivate``,
   ``fail`` (an exception that escaped the app: 500 when no response started, ``error.type``, ERROR, an
-  ``exception`` event) and ``end`` (once; the one place where the request is over, for both protocols).
+  ``exception`` event) and ``end`` (once; the one place where the request is over, for both protocols:
+  the span ends and the HTTP server metrics of ``bridge.metrics`` are recorded).
 
 Nothing here raises into the app: hooks are guarded, failures are logged.
 """
@@ -28,7 +29,7 @@ from typing import Any, Callable, Optional
 from opentelemetry import context as context_api
 from opentelemetry import propagate
 from opentelemetry import trace as trace_api
-from opentelemetry.instrumentation._semconv import _StabilityMode
+from opentelemetry.instrumentation._semconv import _report_new, _report_old, _StabilityMode
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.http import (
@@ -40,6 +41,7 @@ from opentelemetry.util.http import (
 
 from bridge import scope as scope_module
 from bridge import setup
+from bridge.metrics import WSGI_METER_NAME, RequestMeasure, ServerMetrics
 from bridge.scope import RequestScope
 from bridge.sentry.privacy import filter_attributes
 from bridge.tracebook import remember as remember_trace
@@ -47,6 +49,7 @@ from bridge.tracebook import remember as remember_trace
 __all__ = [
     "PRIVATE_HEADERS",
     "HookGuard",
+    "in_traced_request",
     "ServerMiddleware",
     "ServerRequest",
     "semconv_mode",
@@ -68,9 +71,21 @@ PRIVATE_HEADERS = (
 
 
 def semconv_mode() -> _StabilityMode:
-    """The stable HTTP conventions by default; ``OTEL_SEMCONV_STABILITY_OPT_IN=http/dup`` adds the old ones."""
-    opt_in = {part.strip() for part in os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")}
-    return _StabilityMode.HTTP_DUP if "http/dup" in opt_in else _StabilityMode.HTTP
+    """The stable HTTP conventions when ``OTEL_SEMCONV_STABILITY_OPT_IN`` is unset (the bridge never emitted
+    others); when it is set, read as OpenTelemetry's instrumentations read it, so all of a process's agree:
+    ``http`` stable, ``http/dup`` both, any other value the old experimental conventions."""
+    raw = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+    if not raw.strip():
+        return _StabilityMode.HTTP
+    opt_in = {part.strip().lower() for part in raw.split(",")}
+    if "http/dup" in opt_in:
+        return _StabilityMode.HTTP_DUP
+    return _StabilityMode.HTTP if "http" in opt_in else _StabilityMode.DEFAULT
+
+
+def in_traced_request(parent: Optional[context_api.Context] = None) -> bool:
+    """A traced request is current already (nested middleware): a new span is INTERNAL, not measured again."""
+    return trace_api.get_current_span(parent).get_span_context().is_valid
 
 
 _untraced_warned = [float("-inf")]
@@ -116,6 +131,9 @@ class ServerMiddleware:
     ``carrier`` below is what the hooks receive (the WSGI environ, the ASGI scope).
     """
 
+    # The instrumentation scope of the HTTP server metrics: OpenTelemetry's own (bridge.metrics).
+    meter_name = WSGI_METER_NAME
+
     def __init__(
         self,
         *,
@@ -134,6 +152,8 @@ class ServerMiddleware:
         self._excluded = ExcludeList([])
         self._capture: Optional[tuple[SanitizeValue, list[str], list[str]]] = None
         self._auto_init_failed = False
+        self.meter_provider: Any = None  # given by the user (OpenTelemetry's argument), else the metrics leg's
+        self._server_metrics: Optional[tuple[object, ServerMetrics]] = None
 
     # -- per-configuration settings, computed once per init() rather than per request --------------
     def _settings(self, bridge: setup.Bridge) -> None:
@@ -173,6 +193,39 @@ class ServerMiddleware:
         if self.skip is not None and self.guard.call("skip", self.skip, carrier):
             return True
         return bool(self._excluded._excluded_urls) and self._excluded.url_disabled(url())
+
+    # -- the HTTP server metrics ---------------------------------------------------------------------
+    def metrics_provider(self, bridge: setup.Bridge) -> Any:
+        """Where the HTTP server metrics go: ``meter_provider`` given, else the bridge's metrics leg, else
+        nowhere (None)."""
+        if self.meter_provider is not None:
+            return self.meter_provider
+        if bridge.metrics is not None:
+            return bridge.metrics.meter_provider
+        return None
+
+    def server_metrics(self, bridge: setup.Bridge) -> Optional[ServerMetrics]:
+        """The instruments for ``bridge`` (made once per provider and conventions mode), or None."""
+        provider = self.metrics_provider(bridge)
+        if provider is None:
+            return None
+        cached = self._server_metrics
+        if cached is None or cached[0] is not provider or cached[1].mode is not self._mode:
+            cached = self._server_metrics = (provider, ServerMetrics.of(provider, self._mode, self.meter_name))
+        return cached[1]
+
+    def measure(self, request: ServerRequest, bridge: setup.Bridge, attributes: Mapping[str, Any]) -> None:
+        """Start measuring ``request`` (active requests up), unless it is nested in a traced request, which is
+        measured already (no second count). Never raises."""
+        if request.nested:
+            return
+        try:
+            metrics = self.server_metrics(bridge)
+            if metrics is not None:
+                request.measure = metrics.begin(attributes)
+                request.metrics = metrics
+        except Exception:
+            logger.warning("otel-sentry-bridge: could not start the request's metrics", exc_info=True)
 
     # -- the request's span -------------------------------------------------------------------------
     def name_request(
@@ -240,7 +293,7 @@ class ServerMiddleware:
         """Start the request's span: SERVER under the incoming trace context, or INTERNAL when a traced
         request is already current (nested middleware). Returns the span and its context."""
         parent = context_api.get_current()
-        if trace_api.get_current_span(parent).get_span_context().is_valid:
+        if in_traced_request(parent):
             kind = SpanKind.INTERNAL
         else:
             kind = SpanKind.SERVER
@@ -252,9 +305,22 @@ class ServerMiddleware:
 
 
 class ServerRequest:
-    """One traced request: its span, context and scope, and whether its response has started."""
+    """One traced request: its span, context and scope, and whether its response has started; ``nested``:
+    inside another traced request (an INTERNAL span, not measured again)."""
 
-    __slots__ = ("span", "context", "scope", "mode", "started", "status_code", "ended", "_tokens")
+    __slots__ = (
+        "span",
+        "context",
+        "scope",
+        "mode",
+        "started",
+        "status_code",
+        "ended",
+        "_tokens",
+        "nested",
+        "metrics",
+        "measure",
+    )
 
     def __init__(
         self,
@@ -262,6 +328,7 @@ class ServerRequest:
         context: context_api.Context,
         scope: RequestScope,
         mode: _StabilityMode,
+        nested: bool = False,
     ) -> None:
         self.span = span
         self.context = context
@@ -271,6 +338,9 @@ class ServerRequest:
         self.status_code: Optional[int] = None  # the response's, when a protocol records it (ASGI does)
         self.ended = False
         self._tokens: list[Any] = []
+        self.nested = nested
+        self.metrics: Optional[ServerMetrics] = None  # set with ``measure`` by ServerMiddleware.measure
+        self.measure: Optional[RequestMeasure] = None
 
     def activate(self) -> None:
         self._tokens.append((context_api.attach(self.context), scope_module._current.set(self.scope)))
@@ -287,10 +357,16 @@ class ServerRequest:
             return
         try:
             span = self.span
-            if span.is_recording() and not self.started:
-                span.set_attribute("http.response.status_code", 500)
-                if self.mode is _StabilityMode.HTTP_DUP:
-                    span.set_attribute("http.status_code", 500)
+            if not self.started:
+                mode = self.mode
+                if self.measure is not None:  # the server answers 500; the metrics say so, as the span does
+                    key = "http.response.status_code" if _report_new(mode) else "http.status_code"
+                    self.measure.response[key] = 500
+                if span.is_recording():
+                    if _report_new(mode):
+                        span.set_attribute("http.response.status_code", 500)
+                    if _report_old(mode):
+                        span.set_attribute("http.status_code", 500)
             self.scope.fail(exc)  # once per exception: a framework helper may have recorded it already
         except Exception:
             logger.warning("otel-sentry-bridge: could not record an exception", exc_info=True)
@@ -298,9 +374,10 @@ class ServerRequest:
     def end(self, end_time: Optional[int] = None) -> None:
         """The request is over (``end_time``: when its last byte went, in ns; default now). Once.
 
-        The one place both protocols pass through at the end of a request: HTTP server metrics go here
-        (duration: ``end_time`` or now minus the span's start; attributes: ``self.scope.attributes``, which
-        hold the method, scheme and route, and ``self.status_code``).
+        The one place both protocols pass through at the end of a request: the span ends, and the HTTP server
+        metrics record the duration (to ``end_time`` or now, from the request's start) with
+        ``self.scope.attributes`` (method, scheme, route, ``error.type``) over what the response added
+        (status code; ``error.type`` for a 5xx), and the active requests go down.
         """
         if self.ended:
             return
@@ -309,3 +386,10 @@ class ServerRequest:
             self.span.end(end_time)
         except Exception:
             logger.warning("otel-sentry-bridge: could not end a span", exc_info=True)
+        metrics, measure = self.metrics, self.measure
+        if metrics is not None and measure is not None:
+            self.measure = None
+            try:
+                metrics.finish(measure, self.scope.attributes, self.context, end_time)
+            except Exception:
+                logger.warning("otel-sentry-bridge: could not record the request's metrics", exc_info=True)

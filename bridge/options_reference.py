@@ -37,6 +37,7 @@ GROUPS = (
     "Propagation and the middleware",
     "Sentry",
     "Sentry transport",
+    "Metrics",
     "Logs",
     "Scopes and integrations",
 )
@@ -181,6 +182,40 @@ OPTIONS: dict[str, OptionDoc] = {
         "Sentry transport",
         "seconds `shutdown()` (and the flush at interpreter exit) may take",
         "> 0, else ConfigError",
+    ),
+    "metrics_exporters": OptionDoc(
+        "Metrics",
+        "comma list of `otlp`, `console`, `none`: where the HTTP server metrics go ([metrics](metrics.md))",
+        "unknown names: ConfigError",
+        default="`otlp` (as opentelemetry-distro sets it); none when `OTEL_TRACES_EXPORTER` is set without `otlp`",
+    ),
+    "metrics_endpoint": OptionDoc(
+        "Metrics",
+        "where OTLP/HTTP metrics go; the signal variable is used as is, the base one gets `/v1/metrics` appended; "
+        "an `otlp_endpoint=` argument ending in `/v1/traces` gives its `/v1/metrics`",
+        "not an http(s) URL: ConfigError. `OTEL_EXPORTER_OTLP_METRICS_PROTOCOL` other than `http/protobuf`: "
+        "ConfigError",
+        default="`http://localhost:4318/v1/metrics`",
+        variables=("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ),
+    "metrics_headers": OptionDoc(
+        "Metrics",
+        "`k=v,...` sent with every metrics export",
+        "malformed: ConfigError (values never echoed)",
+        default="unset (an `otlp_headers=` argument's)",
+    ),
+    "metrics_timeout": OptionDoc(
+        "Metrics", "seconds one metrics export may take", "> 0, else ConfigError", default="10.0 (an `otlp_timeout=`)"
+    ),
+    "metrics_compression": OptionDoc(
+        "Metrics", "`gzip`, `deflate` or `none`", "other: ConfigError", default="`none` (an `otlp_compression=`)"
+    ),
+    "metric_export_interval_ms": OptionDoc("Metrics", "milliseconds between two metrics exports", _OTEL_WARN),
+    "metric_export_timeout_ms": OptionDoc("Metrics", "milliseconds one collection and export may take", _OTEL_WARN),
+    "metrics_temporality": OptionDoc(
+        "Metrics",
+        "`cumulative`, `delta` (counters and histograms as deltas) or `lowmemory`",
+        "other: ConfigError",
     ),
     "logs_exporters": OptionDoc(
         "Logs",
@@ -353,7 +388,9 @@ def render_markdown() -> str:
         "Calling `init()` again replaces the previous configuration: its queued data is flushed first and its",
         "exporters are stopped, so exporters are never doubled. Spans use the stable HTTP semantic conventions",
         "(`http.request.method`, `url.path`, `http.response.status_code`, ...);",
-        "`OTEL_SEMCONV_STABILITY_OPT_IN=http/dup` adds the old ones (`http.method`, `http.target`, ...) too.",
+        "`OTEL_SEMCONV_STABILITY_OPT_IN=http/dup` adds the old ones (`http.method`, `http.target`, ...) too;",
+        "any other value that does not name `http` gives the old ones only, as OpenTelemetry's instrumentations",
+        "read it ([migrating from OpenTelemetry](migrating-from-opentelemetry.md)).",
         "",
     ]
     return "\n".join(lines)

@@ -38,7 +38,7 @@ from bridge.sentry.http import HttpClient, ProtocolError, Response
 from bridge.sentry.transport import Build
 from bridge.version import __version__
 
-__all__ = ["Outcome", "TestTrace", "make_test_trace", "send_otlp", "send_sentry", "CheckError"]
+__all__ = ["Outcome", "TestTrace", "make_test_trace", "send_otlp", "send_otlp_metrics", "send_sentry", "CheckError"]
 
 CLIENT = f"otel-sentry-bridge-check/{__version__}"
 CHECK_ROUTE = "/otel-sentry-bridge/check"
@@ -155,6 +155,57 @@ def _otlp_hint(url: str) -> str:
     if port == 4317:
         return "; port 4317 is OTLP/gRPC's, the bridge speaks OTLP/HTTP: use port 4318"
     return ""
+
+
+def send_otlp_metrics(options: Options, timeout: Optional[float] = None) -> Outcome:
+    """One ``http.server.request.duration`` point for the check's route, as the metrics leg records it."""
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+    from opentelemetry.instrumentation._semconv import _StabilityMode
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from bridge.metrics import ServerMetrics, temporality_for
+    from bridge.setup import build_resource
+
+    reader = InMemoryMetricReader(preferred_temporality=temporality_for(options.metrics_temporality))
+    provider = MeterProvider(metric_readers=[reader], resource=build_resource(options), shutdown_on_exit=False)
+    metrics = ServerMetrics.of(provider, _StabilityMode.HTTP)
+    request = {"http.request.method": "GET", "url.scheme": "http", "http.route": CHECK_ROUTE}
+    metrics.finish(metrics.begin(request), {**request, "http.response.status_code": 200}, None)
+    data = reader.get_metrics_data()
+    provider.shutdown()
+    url = options.metrics_endpoint
+    what = f"OTLP test metric point (http.server.request.duration) to {url}"
+    if data is None:
+        return Outcome(what, False, "nothing was recorded (the OpenTelemetry SDK is disabled?)")
+    body = encode_metrics(data).SerializePartialToString()
+    headers = {"Content-Type": "application/x-protobuf", "User-Agent": CLIENT, **dict(options.metrics_headers)}
+    if options.metrics_compression == "gzip":
+        body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+    elif options.metrics_compression == "deflate":
+        body, headers["Content-Encoding"] = zlib.compress(body), "deflate"
+    response, problem = _post(url, body, headers, timeout or options.metrics_timeout)
+    if response is None:
+        return Outcome(what, False, f"{problem}{_otlp_hint(url)}")
+    status = response.status
+    if 200 <= status < 300:
+        try:
+            partial = ExportMetricsServiceResponse.FromString(response.body).partial_success
+            rejected, why = int(partial.rejected_data_points), partial.error_message
+        except Exception:
+            rejected, why = 0, ""
+        if rejected:
+            return Outcome(what, False, f"the collector answered {status} but rejected {rejected} points: {why}")
+        return Outcome(what, True, f"the collector accepted it (HTTP {status})")
+    if status in (404, 415):
+        explained = (
+            f"nothing takes metrics at {urlsplit(url).path or '/'}: the collector seems to have no metrics "
+            "pipeline (add one), or the path is wrong (OTLP/HTTP metrics go to /v1/metrics); "
+            "OTEL_METRICS_EXPORTER=none turns the metrics off"
+        )
+        return Outcome(what, False, f"the collector answered {status}: {explained}")
+    return Outcome(what, False, f"the collector answered {status}: {_otlp_status(status, url, options)}")
 
 
 # -- Sentry -----------------------------------------------------------------------------------------

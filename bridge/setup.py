@@ -96,6 +96,7 @@ class Bridge:
         self.otlp_exporter: Optional[CountingSpanExporter] = None
         self.otlp_processor: Optional[BoundedBatchSpanProcessor] = None
         self.sentry: Any = None  # bridge.sentry.leg.SentryLeg when the Sentry leg is on
+        self.metrics: Any = None  # bridge.metrics.MetricsLeg when OTEL_METRICS_EXPORTER asks for one
         self.logs: Any = None  # bridge.logs.LogsLeg when OTEL_LOGS_EXPORTER is set
         self._processors: list[SpanProcessor] = []
         self._closed = False
@@ -126,6 +127,10 @@ class Bridge:
             from bridge.integrations.spancrumbs import BreadcrumbSpanProcessor
 
             self._add(BreadcrumbSpanProcessor())  # crumbs from HTTP client and DB spans (docs/scope-api.md)
+        if options.metrics_enabled:
+            from bridge.metrics import build_metrics_leg
+
+            self.metrics = build_metrics_leg(options, self.provider.resource)
         if options.logs_enabled:
             from bridge.logs import LogsLeg
 
@@ -151,6 +156,8 @@ class Bridge:
             return True
         deadline = time.monotonic() + max(0.0, timeout)
         calls = [functools.partial(_flush_processor, processor, deadline) for processor in self._processors]
+        if self.metrics is not None:
+            calls.append(functools.partial(_flush_metrics, self.metrics, deadline))
         if self.logs is not None:
             calls.append(functools.partial(_flush_logs, self.logs, deadline))
         return _all_at_once(calls, deadline)
@@ -174,6 +181,8 @@ class Bridge:
         with _suppressed():
             if self.sentry is not None:  # before the provider, so its processor's shutdown is a no-op
                 self.sentry.shutdown(left())
+            if self.metrics is not None:
+                self.metrics.shutdown(left())
             for processor in self._processors:
                 if isinstance(processor, BoundedBatchSpanProcessor):
                     processor.shutdown(left() * 1000)
@@ -202,6 +211,10 @@ class Bridge:
 def _flush_processor(processor: SpanProcessor, deadline: float) -> bool:
     with _suppressed():
         return bool(processor.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000)))
+
+
+def _flush_metrics(metrics: Any, deadline: float) -> bool:
+    return bool(metrics.flush(max(0.0, deadline - time.monotonic())))
 
 
 def _flush_logs(logs: Any, deadline: float) -> bool:

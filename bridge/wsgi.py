@@ -11,7 +11,11 @@ conventions are reused, not re-implemented). What this module adds:
   the body handed back is an iterator; ``wsgi.file_wrapper`` objects are handed back to the server as they
   are (so it can still use ``sendfile``) and end the span on the server's ``close()``; a body dropped
   unfinished (a test client that only read the status) ends the span when it is collected;
-- guarded user hooks, privacy scrubbing of the request attributes, and the per-request scope.
+- guarded user hooks, privacy scrubbing of the request attributes, and the per-request scope;
+- HTTP server metrics (``bridge.metrics``, recorded where the request ends: ``bridge.httpreq``), as
+  OpenTelemetry's middleware records them.
+It takes ``OpenTelemetryMiddleware``'s constructor arguments, in its order, with their meaning
+(``docs/migrating-from-opentelemetry.md``).
 Nothing the bridge does can raise into the app or the server: its own failures are logged.
 """
 
@@ -19,12 +23,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 from itertools import chain
 from typing import Any, Callable, Optional
 from wsgiref.util import request_uri
 
 from opentelemetry import context as context_api
+from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
+from opentelemetry.instrumentation._semconv import _report_new
 from opentelemetry.instrumentation.wsgi import (
     add_response_attributes,
     collect_request_attributes,
@@ -34,8 +41,10 @@ from opentelemetry.instrumentation.wsgi import (
 
 from bridge import scope as scope_module
 from bridge import setup
-from bridge.httpreq import ServerMiddleware, ServerRequest, warn_untraced
+from bridge.config import Options
+from bridge.httpreq import ServerMiddleware, ServerRequest, in_traced_request, warn_untraced
 from bridge.scope import RequestScope
+from bridge.version import __version__
 
 __all__ = ["BridgeMiddleware"]
 
@@ -45,32 +54,97 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 StartResponse = Callable[..., Any]
 
 
+def _foreign_global_provider() -> bool:
+    """A global TracerProvider set by other code than the bridge (OpenTelemetry's own SDK setup)."""
+    provider = trace_api.get_tracer_provider()
+    return not isinstance(provider, (trace_api.ProxyTracerProvider, setup._DelegatingTracerProvider))
+
+
 class BridgeMiddleware(ServerMiddleware):
     """Wrap a WSGI app: ``app = BridgeMiddleware(app)``. Uses the configuration of ``bridge.init()``.
 
-    Hooks (each optional and guarded):
+    ``OpenTelemetryMiddleware``'s arguments, in its order: ``request_hook(span, environ)``,
+    ``response_hook(span, environ, status, headers)``, ``tracer_provider`` (spans go to it instead of the
+    bridge's provider), ``meter_provider`` (the HTTP server metrics go to it instead of the bridge's metrics
+    leg). Without ``bridge.init()`` and with a global TracerProvider set by other code, the middleware uses
+    the global providers, as ``OpenTelemetryMiddleware`` does (settings from the environment); without
+    either, it calls ``bridge.init()`` from the environment once.
+
+    The bridge's own hooks (keyword-only, each optional and guarded):
     ``skip(environ) -> bool``, ``identify_user(environ) -> str | None`` (``enduser.id``),
     ``session_id(environ) -> str | None`` (``session.id``), ``view_name(environ) -> str | None``
     (a route template such as ``/users/{id}`` becomes ``http.route`` and the span name
-    ``"{METHOD} {route}"``; any other name becomes the span name with Sentry source ``component``),
-    ``request_hook(span, environ)``, ``response_hook(span, environ, status, headers)``.
+    ``"{METHOD} {route}"``; any other name becomes the span name with Sentry source ``component``).
     """
 
     def __init__(
         self,
         app: WSGIApp,
+        request_hook: Optional[Callable[[trace_api.Span, dict[str, Any]], None]] = None,
+        response_hook: Optional[Callable[[trace_api.Span, dict[str, Any], str, list[tuple[str, str]]], None]] = None,
+        tracer_provider: Optional[trace_api.TracerProvider] = None,
+        meter_provider: Optional[metrics_api.MeterProvider] = None,
         *,
         skip: Optional[Callable[[dict[str, Any]], bool]] = None,
         identify_user: Optional[Callable[[dict[str, Any]], Optional[str]]] = None,
         session_id: Optional[Callable[[dict[str, Any]], Optional[str]]] = None,
         view_name: Optional[Callable[[dict[str, Any]], Optional[str]]] = None,
-        request_hook: Optional[Callable[[trace_api.Span, dict[str, Any]], None]] = None,
-        response_hook: Optional[Callable[[trace_api.Span, dict[str, Any], str, list[tuple[str, str]]], None]] = None,
     ) -> None:
         super().__init__(skip=skip, identify_user=identify_user, session_id=session_id, view_name=view_name)
         self.app = app
         self.request_hook = request_hook
         self.response_hook = response_hook
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self._tracer: Optional[trace_api.Tracer] = None
+        if tracer_provider is not None:
+            self._tracer = tracer_provider.get_tracer(setup.SCOPE_NAME, __version__)
+        # Without bridge.init() but beside OpenTelemetry's own setup: a Bridge without legs (for its settings
+        # and the request scope), the global TracerProvider's tracer, the global MeterProvider.
+        self._standalone: Optional[tuple[setup.Bridge, trace_api.Tracer]] = None
+
+    # -- which configuration: the bridge's, or OpenTelemetry's own global providers -------------------
+    def _active(self) -> Optional[setup.Bridge]:
+        if setup.active() is None and (self.tracer_provider is not None or _foreign_global_provider()):
+            bridge = self._standalone_bridge()
+            if bridge is None or not bridge.enabled:
+                return None
+            if bridge is not self._settings_for:
+                self._settings(bridge)
+            return bridge
+        return super()._active()
+
+    def _standalone_bridge(self) -> Optional[setup.Bridge]:
+        if self._standalone is None:
+            if self._auto_init_failed:
+                return None
+            try:
+                options = Options.resolve()
+                bridge = setup.Bridge(replace(options, exporters=(), metrics_exporters=(), logs_exporters=()))
+            except Exception:
+                self._auto_init_failed = True
+                logger.exception("otel-sentry-bridge: the settings in the environment are invalid; not traced")
+                return None
+            tracer = trace_api.get_tracer_provider().get_tracer(setup.SCOPE_NAME, __version__)
+            self._standalone = (bridge, tracer)
+        return self._standalone[0]
+
+    def _tracer_for(self, bridge: setup.Bridge) -> Optional[trace_api.Tracer]:
+        """``tracer_provider``'s tracer, else the global one beside OpenTelemetry's setup, else the bridge's
+        (None)."""
+        if self._tracer is not None:
+            return self._tracer
+        if self._standalone is not None and bridge is self._standalone[0]:
+            return self._standalone[1]
+        return None
+
+    def metrics_provider(self, bridge: setup.Bridge) -> object:
+        """``meter_provider``, else the bridge's metrics leg, else (beside OpenTelemetry's own setup) the
+        global MeterProvider."""
+        provider = super().metrics_provider(bridge)
+        if provider is None and self._standalone is not None and bridge is self._standalone[0]:
+            return metrics_api.get_meter_provider()
+        return provider
 
     # -- the WSGI call ------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -99,19 +173,23 @@ class BridgeMiddleware(ServerMiddleware):
         if self._skipped(environ, lambda: request_uri(environ)):
             return None
         attributes: dict[str, Any] = collect_request_attributes(environ, self._mode)
-        if "url.path" not in attributes:
+        if "url.path" not in attributes and _report_new(self._mode):
             # OTel takes url.path from RAW_URI/REQUEST_URI, which wsgiref and others do not set.
             attributes["url.path"] = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "") or "/"
             if environ.get("QUERY_STRING"):
                 attributes["url.query"] = environ["QUERY_STRING"]
         name, attributes = self.name_request(bridge, environ, attributes, get_default_span_name(environ))
-        if self._capture is not None and self._capture[1]:
+        nested = in_traced_request()
+        # Captured headers go on the request's SERVER span only (as OpenTelemetry's middleware does), not again
+        # on a span nested in it.
+        if self._capture is not None and self._capture[1] and not nested:
             headers = {key[5:].replace("_", "-"): value for key, value in environ.items() if key.startswith("HTTP_")}
             attributes.update(self.request_header_attributes(headers))
-        span, context = self.open_span(bridge, name, attributes, environ, wsgi_getter)
-        request = _Request(self, environ, bridge, span, context, attributes, start_response)
+        span, context = self.open_span(bridge, name, attributes, environ, wsgi_getter, self._tracer_for(bridge))
+        request = _Request(self, environ, bridge, span, context, attributes, start_response, nested)
         if self.request_hook is not None:
             self.guard.call("request_hook", self.request_hook, span, environ)
+        self.measure(request, bridge, attributes)
         return request
 
 
@@ -129,8 +207,10 @@ class _Request(ServerRequest):
         context: Any,
         attributes: dict[str, Any],
         server_start_response: StartResponse,
+        nested: bool = False,
     ) -> None:
-        super().__init__(span, context, RequestScope(bridge, span, attributes, environ), middleware._mode)
+        scope = RequestScope(bridge, span, attributes, environ)
+        super().__init__(span, context, scope, middleware._mode, nested)
         self.middleware = middleware
         self.environ = environ
         self.server_start_response = server_start_response
@@ -158,9 +238,10 @@ class _Request(ServerRequest):
         self.started = True
         span = self.span
         middleware = self.middleware
-        add_response_attributes(span, status, headers, {}, middleware._mode)
+        measure = self.measure
+        add_response_attributes(span, status, headers, {} if measure is None else measure.response, middleware._mode)
         self.scope.mark_failed()  # a framework that rendered a recorded failure: its type, not "500"
-        if middleware.captures_response_headers and span.is_recording():
+        if middleware.captures_response_headers and span.is_recording() and not self.nested:
             merged: dict[str, str] = {}
             for key, value in headers:
                 key = key.lower()

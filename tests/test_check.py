@@ -92,6 +92,7 @@ def test_everything_reachable(
     monkeypatch: pytest.MonkeyPatch, otlp_receiver: OtlpReceiver, sentry_receiver: SentryReceiver
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_receiver.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", otlp_receiver.url + "/v1/metrics")
     monkeypatch.setenv("SENTRY_DSN", sentry_receiver.dsn)
     monkeypatch.setenv("SENTRY_TRACES_SAMPLE_RATE", "0.25")
     status, output = check("--environment", "checking")
@@ -100,7 +101,10 @@ def test_everything_reachable(
     assert "ok    OTLP test trace (2 spans)" in output and "the collector accepted it (HTTP 200)" in output
     assert "Sentry accepted it (HTTP 200" in line_of(output, "Sentry test transaction")
     assert "Sentry accepted it (HTTP 200" in line_of(output, "Sentry test error")
-    assert "All 3 sends succeeded." in output
+    assert "the collector accepted it (HTTP 200)" in line_of(output, "OTLP test metric point")
+    assert "All 4 sends succeeded." in output
+    [point] = otlp_receiver.points("http.server.request.duration")
+    assert (point.count, point.attributes["http.route"]) == (1, "/otel-sentry-bridge/check")
     # What arrived is a real trace, the same on both sides.
     spans = otlp_receiver.spans()
     assert {span.trace_id for span in spans} == {trace_id}
@@ -122,6 +126,7 @@ def test_sentry_refusing_the_key_is_explained(
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_receiver.endpoint)
     monkeypatch.setenv("SENTRY_DSN", sentry_receiver.dsn.replace("publickey@", "wrongkey@"))
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
     status, output = check()
     assert status == EXIT_FAILED
     assert len(sentry_receiver.take_problems()) == 2  # the receiver refused both, as Sentry would
@@ -158,6 +163,7 @@ def test_unreachable_backends_are_named(monkeypatch: pytest.MonkeyPatch) -> None
     otlp_port, sentry_port = unused_port(), unused_port()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{otlp_port}/v1/traces")
     monkeypatch.setenv("SENTRY_DSN", f"http://publickey@127.0.0.1:{sentry_port}/1")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
     status, output = check("--timeout", "5")
     assert status == EXIT_FAILED
     assert f"nothing listens at 127.0.0.1:{otlp_port} (connection refused)" in line_of(output, "OTLP test trace")
@@ -180,6 +186,7 @@ def test_against_a_real_sentry_compatible_server(
 ) -> None:
     dsn, project_id = bugsink.new_project("check")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_receiver.endpoint)
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
     status, output = check("--dsn", dsn)
     assert status == EXIT_OK, output
     [stored] = bugsink.wait_for_events(1, project_id=project_id)
@@ -203,3 +210,15 @@ def test_add_parser_plugs_into_a_subcommand_cli(capsys: pytest.CaptureFixture[st
     arguments = parser.parse_args(["check", "--no-send", "--service-name", "cli"])
     assert arguments.run(arguments) == EXIT_OK
     assert line_of(capsys.readouterr().out, "service_name").split() == ["service_name", "cli", "argument"]
+
+
+def test_a_collector_without_a_metrics_pipeline_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    with OtlpReceiver(metrics=False) as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        status, output = check()
+    assert status == EXIT_FAILED
+    assert "ok    OTLP test trace" in output
+    line = line_of(output, "OTLP test metric point")
+    assert line.startswith("  FAIL") and f"to {receiver.url}/v1/metrics" in line
+    assert "answered 404: nothing takes metrics at /v1/metrics: the collector seems to have no metrics pipeline" in line
+    assert "OTEL_METRICS_EXPORTER=none" in line

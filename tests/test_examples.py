@@ -205,6 +205,12 @@ def test_both_sides(example: Example, otlp_receiver: OtlpReceiver, sentry_receiv
     assert_otlp_side(results, example)
     assert {s.resource["service.name"] for s in results.all_spans} == {f"{example.name}-example"}
     assert_sentry_side(results, sentry_receiver, example)
+    # The HTTP server metrics: one duration measurement per request, under the route its span names.
+    points = otlp_receiver.latest_points("http.server.request.duration")
+    assert sum(point.count or 0 for point in points) == len(results.replies)
+    routes = {span.attributes.get("http.route") for span in results.spans.values()} - {None}
+    assert len(routes) == 4, routes  # the four routes of every example
+    assert {point.attributes.get("http.route") for point in points} - {None} == routes
 
 
 def test_errors_stored_by_bugsink(example: Example, otlp_receiver: OtlpReceiver, bugsink: Bugsink) -> None:

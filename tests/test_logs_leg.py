@@ -230,6 +230,7 @@ def test_check_reports_the_logs_leg_and_sends_a_test_record(
         "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": logs_receiver.endpoint,
         "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "api-key=secret-value",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": otlp_receiver.endpoint,
+        "OTEL_METRICS_EXPORTER": "none",  # the metrics test point would go to localhost:4318
     }
     out = io.StringIO()
     assert run_check([], out, environ) == EXIT_OK

@@ -62,6 +62,7 @@ def test_preloaded_workers_both_deliver_and_flush_on_sigterm(
     with RecordingServer(gate_answer) as gate:
         server = gunicorn(
             OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=otlp_receiver.endpoint,
+            OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=otlp_receiver.url + "/v1/metrics",
             OTEL_BSP_SCHEDULE_DELAY="60000",  # spans stay queued until the worker exits
             SENTRY_DSN=sentry_receiver.dsn,
         )
@@ -93,6 +94,12 @@ def test_preloaded_workers_both_deliver_and_flush_on_sigterm(
     assert errors == {f"held in worker {held_pid}", f"boom in worker {served_pid}"}
     transactions = sentry_receiver.transactions()
     assert len(transactions) == 6 and {t["tags"]["worker"] for t in transactions} == workers
+    # The metrics leg, forked too: each worker exported its own requests' durations at exit (1 and 5).
+    totals = {
+        sum(point.count or 0 for point in points if point.name == "http.server.request.duration")
+        for _, points, _ in otlp_receiver.metric_batches
+    }
+    assert totals - {0} == {1, 5}, totals
 
 
 def test_sigterm_with_both_backends_hung_keeps_the_shutdown_deadline(tmp_path: Path) -> None:

@@ -100,6 +100,14 @@ def test_opentelemetry_instrument_gunicorn_exports_to_both_backends(
     assert error["contexts"]["trace"]["trace_id"] == servers["GET /boom"].trace_id
     assert error["environment"] == "zero"
 
+    # The distro set up the metrics leg too: one duration measurement per request, exported at exit.
+    durations = otlp_receiver.latest_points("http.server.request.duration")
+    assert sum(point.count or 0 for point in durations) == 3, output
+    assert {point.resource["service.name"] for point in durations} == {"zero-code"}
+    assert {point.attributes["http.response.status_code"] for point in durations} == {200, 500}
+    # ... and its MeterProvider is the global one: the outgoing request's client metrics came along.
+    assert any(point.name.startswith("http.client.") for point in otlp_receiver.points()), output
+
 
 def test_a_configuration_error_never_stops_the_app(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text(APP)
