@@ -169,6 +169,7 @@ def serve_chart(document: dict[str, Any], out: Path) -> Optional[Path]:
     fig, ax = plt.subplots(figsize=(6, 2.4))
     bars = ax.barh([n for n, _ in rows], [v for _, v in rows], color=["#4c72b0", "#55a868"][: len(rows)])
     ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.margins(x=0.18)  # room for the value labels
     ax.set_xlabel("spans per second, one core")
     ax.set_title("otel-sentry-bridge serve: throughput")
     ax.invert_yaxis()

@@ -13,8 +13,48 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
+from bridge.config_parsers import TEMPORALITY_NAMES
+from bridge.config_parsers import (
+    as_text as _as_text,
+)
+from bridge.config_parsers import (
+    comma_list as _comma_list,
+)
+from bridge.config_parsers import (
+    compression as _compression,
+)
+from bridge.config_parsers import (
+    headers as _headers,
+)
+from bridge.config_parsers import (
+    http_url as _http_url,
+)
+from bridge.config_parsers import (
+    name_list as _name_list,
+)
+from bridge.config_parsers import (
+    otel_bool as _otel_bool,
+)
+from bridge.config_parsers import (
+    positive_float as _positive_float,
+)
+from bridge.config_parsers import (
+    rate as _rate,
+)
+from bridge.config_parsers import (
+    resource_attributes as _resource_attributes,
+)
+from bridge.config_parsers import (
+    sentry_bool as _sentry_bool,
+)
+from bridge.config_parsers import (
+    temporality as _temporality,
+)
+from bridge.config_parsers import (
+    warn_int as _warn_int,
+)
 from bridge.errors import ConfigError
 from bridge.sentry.dsn import Dsn
 
@@ -43,14 +83,10 @@ SAMPLER_NAMES = (
 )
 DEFAULT_OTLP_ENDPOINT = "http://localhost:4318/v1/traces"
 METRICS_EXPORTER_NAMES = ("otlp", "console", "none")
-TEMPORALITY_NAMES = ("cumulative", "delta", "lowmemory")
 DEFAULT_METRICS_ENDPOINT = "http://localhost:4318/v1/metrics"
 DEFAULT_OTLP_LOGS_ENDPOINT = "http://localhost:4318/v1/logs"
 LOGS_EXPORTER_NAMES = ("otlp", "console", "none")
 EXCEPTION_SIGNALS = ("span", "logs", "logs/dup")  # OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN (unset: span events)
-# Sentry's env_to_bool: these spellings, case-insensitive; anything else means "not set".
-_SENTRY_TRUE = {"true", "1", "yes", "on", "t", "y"}
-_SENTRY_FALSE = {"false", "0", "no", "off", "f", "n"}
 
 
 @dataclass(frozen=True)
@@ -215,20 +251,7 @@ class _Resolver:
             "none",
         )
         self._check_protocol()
-        for key, env, default in (
-            ("bsp_schedule_delay_ms", "OTEL_BSP_SCHEDULE_DELAY", 5000),
-            ("bsp_export_timeout_ms", "OTEL_BSP_EXPORT_TIMEOUT", 30000),
-            ("bsp_max_queue_size", "OTEL_BSP_MAX_QUEUE_SIZE", 2048),
-            ("bsp_max_export_batch_size", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
-        ):
-            self._take(key, (env,), _warn_int(default), default)
-        if self.values["bsp_max_export_batch_size"] > self.values["bsp_max_queue_size"]:
-            logger.warning(
-                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=%s is larger than OTEL_BSP_MAX_QUEUE_SIZE=%s; using the queue size",
-                self.values["bsp_max_export_batch_size"],
-                self.values["bsp_max_queue_size"],
-            )
-            self.values["bsp_max_export_batch_size"] = self.values["bsp_max_queue_size"]
+        self._batch_processor("bsp", schedule_delay=5000)  # the traces leg's BatchSpanProcessor
 
         self._take("traces_sample_rate", ("SENTRY_TRACES_SAMPLE_RATE",), _rate, None)
         self._take("sample_rate", ("SENTRY_SAMPLE_RATE",), _rate, 1.0)
@@ -467,20 +490,7 @@ class _Resolver:
             name, value = self._env("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
             if name and value and value != "http/protobuf":
                 raise ConfigError(name, value, "the bridge sends OTLP logs over HTTP/protobuf only; use http/protobuf")
-        for key, env, default in (
-            ("blrp_schedule_delay_ms", "OTEL_BLRP_SCHEDULE_DELAY", 1000),
-            ("blrp_export_timeout_ms", "OTEL_BLRP_EXPORT_TIMEOUT", 30000),
-            ("blrp_max_queue_size", "OTEL_BLRP_MAX_QUEUE_SIZE", 2048),
-            ("blrp_max_export_batch_size", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", 512),
-        ):
-            self._take(key, (env,), _warn_int(default), default)
-        if self.values["blrp_max_export_batch_size"] > self.values["blrp_max_queue_size"]:
-            logger.warning(
-                "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE=%s is larger than OTEL_BLRP_MAX_QUEUE_SIZE=%s; using the queue size",
-                self.values["blrp_max_export_batch_size"],
-                self.values["blrp_max_queue_size"],
-            )
-            self.values["blrp_max_export_batch_size"] = self.values["blrp_max_queue_size"]
+        self._batch_processor("blrp", schedule_delay=1000)  # the logs leg's BatchLogRecordProcessor
         signal = self._take("exception_signal", ("OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN",), _name_list, ("span",))
         signal = signal if isinstance(signal, str) else ",".join(signal)
         # OTel's opt-in variables list several values; "logs/dup" wins over "logs".
@@ -491,6 +501,28 @@ class _Resolver:
             # OTel's opt-in variables ignore values they do not know (other conventions share the variable).
             logger.debug("OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN=%r names no exception signal; span events", signal)
         self.values["exception_signal"] = chosen
+
+    def _batch_processor(self, prefix: str, schedule_delay: int) -> None:
+        """OpenTelemetry's batch processor settings, ``OTEL_BSP_*`` or ``OTEL_BLRP_*`` (``prefix``): not a positive
+        integer warns and means the default; a batch larger than the queue is cut to the queue's size."""
+        env = f"OTEL_{prefix.upper()}_"
+        for key, name, default in (
+            ("schedule_delay_ms", "SCHEDULE_DELAY", schedule_delay),
+            ("export_timeout_ms", "EXPORT_TIMEOUT", 30000),
+            ("max_queue_size", "MAX_QUEUE_SIZE", 2048),
+            ("max_export_batch_size", "MAX_EXPORT_BATCH_SIZE", 512),
+        ):
+            self._take(f"{prefix}_{key}", (env + name,), _warn_int(default), default)
+        batch, queue = f"{prefix}_max_export_batch_size", f"{prefix}_max_queue_size"
+        if self.values[batch] > self.values[queue]:
+            logger.warning(
+                "%sMAX_EXPORT_BATCH_SIZE=%s is larger than %sMAX_QUEUE_SIZE=%s; using the queue size",
+                env,
+                self.values[batch],
+                env,
+                self.values[queue],
+            )
+            self.values[batch] = self.values[queue]
 
     def _check_protocol(self) -> None:
         name, value = self._env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -546,140 +578,3 @@ class _Resolver:
             self.values["sampler"], self.values["sampler_arg"] = "parentbased_always_on", None
             self.sources["sampler"] = "default"
         self.sources["sampler_arg"] = self.sources["sampler"]
-
-
-# -- parsers: (setting name, raw value) -> value ------------------------------------------------------
-def _as_text(name: str, value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
-
-
-def _otel_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text not in ("true", "false"):
-        # OTel specification: only "true" (any case) is true; anything else is false, with a warning.
-        logger.warning("%s=%r is not 'true' or 'false'; treating it as false", name, value)
-    return text == "true"
-
-
-def _sentry_bool(default: bool) -> Callable[[str, Any], bool]:
-    def parse(name: str, value: Any) -> bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _SENTRY_TRUE:
-            return True
-        if text in _SENTRY_FALSE:
-            return False
-        raise ConfigError(name, value, "expected a boolean: true/false, 1/0, yes/no, on/off")
-
-    return parse
-
-
-def _rate(name: str, value: Any) -> float:
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(name, value, "expected a number between 0 and 1") from None
-    if not 0.0 <= rate <= 1.0:
-        raise ConfigError(name, value, "a sample rate must be between 0 and 1")
-    return rate
-
-
-def _positive_float(name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(name, value, "expected a number of seconds") from None
-    if number <= 0:
-        raise ConfigError(name, value, "must be greater than 0")
-    return number
-
-
-def _warn_int(default: int) -> Callable[[str, Any], int]:
-    def parse(name: str, value: Any) -> int:
-        try:
-            number = int(value)
-            if number <= 0:
-                raise ValueError
-            return number
-        except (TypeError, ValueError):
-            if name.startswith("OTEL_"):  # OTel specification: warn and use the default
-                logger.warning("%s=%r is not a positive integer; using %d", name, value, default)
-                return default
-            raise ConfigError(name, value, "expected a positive integer") from None
-
-    return parse
-
-
-def _temporality(name: str, value: Any) -> str:
-    text = str(value).strip().lower()
-    if text not in TEMPORALITY_NAMES:
-        raise ConfigError(name, value, f"expected one of {', '.join(TEMPORALITY_NAMES)}")
-    return text
-
-
-def _http_url(setting: str, url: Any, what: str) -> str:
-    if not isinstance(url, str):
-        raise ConfigError(setting, url, f"{what} must be an http:// or https:// URL")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError as exc:
-        raise ConfigError(setting, url, f"not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(setting, url, f"{what} must be an http:// or https:// URL with a host")
-    return url
-
-
-def _compression(name: str, value: Any) -> str:
-    text = str(value).strip().lower()
-    if text not in ("gzip", "none", "deflate"):
-        raise ConfigError(name, value, "expected gzip, deflate or none")
-    return text
-
-
-def _comma_list(name: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return tuple(str(part) for part in value)
-
-
-def _name_list(name: str, value: Any) -> tuple[str, ...]:
-    return tuple(part.lower() for part in _comma_list(name, value))
-
-
-def _key_values(name: str, value: str) -> dict[str, str]:
-    """W3C-baggage-like ``k=v,k2=v2`` with percent-decoding; raises ValueError on a malformed entry."""
-    result: dict[str, str] = {}
-    for entry in value.split(","):
-        if not entry.strip():
-            continue
-        key, sep, val = entry.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(entry)
-        result[unquote(key.strip())] = unquote(val.strip())
-    return result
-
-
-def _resource_attributes(name: str, value: Any) -> dict[str, str]:
-    if isinstance(value, Mapping):
-        return {str(k): str(v) for k, v in value.items()}
-    try:
-        return _key_values(name, str(value))
-    except ValueError as bad:
-        # OTel specification: on a parse error the whole value is discarded, with a warning.
-        logger.warning("%s=%r has a malformed entry %r; ignoring the variable", name, value, str(bad))
-        return {}
-
-
-def _headers(name: str, value: Any) -> dict[str, str]:
-    if isinstance(value, Mapping):
-        return {str(k).lower(): str(v) for k, v in value.items()}
-    try:
-        return {k.lower(): v for k, v in _key_values(name, str(value)).items()}
-    except ValueError as bad:
-        raise ConfigError(
-            name, "<hidden>", f"malformed entry {str(bad).split('=')[0]!r}: expected key=value,..."
-        ) from None
