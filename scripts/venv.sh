@@ -6,8 +6,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 PY="$PWD/.venv/bin/python"
-# Every extra the tests use (pip only warns about an extra the project does not define yet).
-BRIDGE_EXTRAS="${BRIDGE_EXTRAS:-test,examples,asgi,celery,logs,docs,benchmarks,fuzz}"
+# Every extra the tests use.
+BRIDGE_EXTRAS="${BRIDGE_EXTRAS:-test,examples,asgi,celery,docs,benchmarks,fuzz}"
 stamp=".venv/.installed-$( (cat pyproject.toml constraints.txt; echo "$BRIDGE_EXTRAS") | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   "$PY" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$BRIDGE_EXTRAS]"
