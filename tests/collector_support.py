@@ -6,14 +6,18 @@
 
 The files run as written; what a test changes is said with ``--set`` and environment variables: loopback
 ports, the static resolver in place of DNS (``dns::enabled=false``), a 1 s ``decision_wait``, a short retry
-budget towards ``serve``. One overlay swaps the samplers' OTLP/gRPC backend exporter for OTLP/HTTP, because
-the test's trace-backend receiver speaks OTLP/HTTP. Each sampler gets its own backend receiver, so a test
-sees which sampler a trace went to.
+budget towards ``serve``. Each ``serve`` runs as it should beyond loopback: with a bearer token file and a
+TLS certificate for 127.0.0.1 signed by a CA made at test time; the samplers get the token
+(``BRIDGE_SERVE_TOKEN``) and the CA (``BRIDGE_SERVE_CA_FILE``) and send to https:// URLs. One overlay
+swaps the samplers' OTLP/gRPC backend exporter for OTLP/HTTP, because the test's trace-backend receiver
+speaks OTLP/HTTP. Each sampler gets its own backend receiver, so a test sees which sampler a trace went to.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -23,17 +27,19 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from tests.httpserver import unused_port
 from tests.peers.otelcol import ROOT, Collector
 from tests.peers.otlp import OtlpReceiver
+from tests.tls_support import Pki, make_pki
 
-__all__ = ["CONFIG_DIR", "GRPC", "HTTP", "Serve", "Pipeline", "pipeline", "BACKEND_OVERLAY"]
+__all__ = ["CONFIG_DIR", "GRPC", "HTTP", "Serve", "Pipeline", "pipeline", "BACKEND_OVERLAY", "SERVE_TOKEN"]
 
 CONFIG_DIR = ROOT / "collector-config"
 GRPC = "receivers::otlp::protocols::grpc::endpoint"
 HTTP = "receivers::otlp::protocols::http::endpoint"
+SERVE_TOKEN = "collector-e2e-token-0123456789abcdef"  # the line of every serve's --bearer-token-file
 BACKEND_OVERLAY = """\
 # Test only: the trace backend is the test's OTLP/HTTP receiver.
 exporters:
@@ -47,24 +53,45 @@ service:
 
 
 class Serve:
-    """``otel-sentry-bridge serve`` as its own process (so a test can kill it), ready when /health answers."""
+    """``otel-sentry-bridge serve`` as its own process (so a test can kill it), ready when /health answers.
 
-    def __init__(self, dsn: str, workdir: Path, name: str) -> None:
+    It demands ``SERVE_TOKEN`` (``--bearer-token-file``) and speaks HTTPS only (``--tls-cert``/``--tls-key``,
+    a certificate of ``pki.ca`` for 127.0.0.1)."""
+
+    def __init__(self, dsn: str, workdir: Path, name: str, pki: Pki) -> None:
         self.port = unused_port()
         self.name = name
         self.log_path = workdir / f"{name}.log"
         self.dsn = dsn
+        self.pki = pki
+        self.token_file = workdir / f"{name}-tokens.txt"
+        self.token_file.write_text(f"{SERVE_TOKEN}\n")
         self.process: Optional[subprocess.Popen[bytes]] = None
 
     @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
     def traces_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/traces"
+        return f"{self.url}/v1/traces"
+
+    def tls(self) -> ssl.SSLContext:
+        """A client context that trusts the test CA only."""
+        return ssl.create_default_context(cafile=str(self.pki.ca))
+
+    def health(self) -> dict[str, Any]:
+        """serve's /health report (open: no --health-token), over TLS."""
+        with urllib.request.urlopen(f"{self.url}/health", timeout=5, context=self.tls()) as answer:
+            report: dict[str, Any] = json.loads(answer.read())
+        return report
 
     def start(self, timeout: float = 30.0) -> Serve:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SENTRY_"))}
         env["SENTRY_DSN"] = self.dsn
         command = [sys.executable, "-m", "bridge.cli", "serve", "--listen", f"127.0.0.1:{self.port}"]
-        command += ["--root-delay", "0.2", "--shutdown-timeout", "5"]
+        command += ["--root-delay", "0.2", "--shutdown-timeout", "5", "--bearer-token-file", str(self.token_file)]
+        command += ["--tls-cert", str(self.pki.server_cert), "--tls-key", str(self.pki.server_key)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -72,7 +99,7 @@ class Serve:
             if self.process.poll() is not None:
                 raise AssertionError(f"serve {self.name} exited {self.process.returncode}:\n{self._tail()}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2, context=self.tls()) as answer:
                     if answer.status == 200:
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -126,10 +153,11 @@ def pipeline(binary: Path, workdir: Path, dsn: str, *, baseline_percent: int, re
     with ExitStack() as stack:
         overlay = workdir / "backend-overlay.yaml"
         overlay.write_text(BACKEND_OVERLAY)
+        pki = make_pki(workdir / "pki")
         backends = [stack.enter_context(OtlpReceiver()) for _ in range(replicas)]
         serves = []
         for index in range(replicas):
-            serve = Serve(dsn, workdir, f"serve-{'AB'[index]}")
+            serve = Serve(dsn, workdir, f"serve-{'AB'[index]}", pki)
             stack.callback(serve.stop)
             serves.append(serve.start())
         samplers = []
@@ -151,6 +179,8 @@ def pipeline(binary: Path, workdir: Path, dsn: str, *, baseline_percent: int, re
                     "BASELINE_SAMPLING_PERCENTAGE": str(baseline_percent),
                     "BRIDGE_SERVE_TRACES_ENDPOINT": serves[index].traces_url,
                     "BRIDGE_SERVE_LOGS_ENDPOINT": serves[index].traces_url.replace("/v1/traces", "/v1/logs"),
+                    "BRIDGE_SERVE_TOKEN": SERVE_TOKEN,
+                    "BRIDGE_SERVE_CA_FILE": str(pki.ca),
                     "TEST_BACKEND_TRACES_ENDPOINT": backends[index].endpoint,
                 },
             )

@@ -53,7 +53,7 @@ DIRECT_MARKER = "otel_sentry_bridge.sentry_direct"
 _RELEASE_MENTION = re.compile(r"(?:Collector|collector-contrib|otelcol(?:-contrib|-bridge)?)[ :]v?(\d+\.\d+\.\d+)")
 
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-_ENV_WITH_DEFAULT = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*):-(.+)")
+_ENV_WITH_DEFAULT = re.compile(r"env:([A-Za-z_][A-Za-z0-9_]*):-(.*)")
 
 
 def _raw(name: str) -> str:
@@ -74,7 +74,8 @@ def _expand(value: Any) -> Any:
         return value
     whole = _PLACEHOLDER.fullmatch(value)
     if whole:
-        return yaml.safe_load(_default_of(whole.group(1)))
+        default = _default_of(whole.group(1))
+        return yaml.safe_load(default) if default else ""  # the Collector expands an empty default to ""
     return _PLACEHOLDER.sub(lambda m: _default_of(m.group(1)), value)
 
 
@@ -170,7 +171,10 @@ def test_every_env_reference_has_a_default(name: str) -> None:
     text = _raw(name)
     references = _PLACEHOLDER.findall(text)
     for reference in references:
-        assert _ENV_WITH_DEFAULT.fullmatch(reference), f"{name}: ${{{reference}}} needs the form ${{env:NAME:-default}}"
+        match = _ENV_WITH_DEFAULT.fullmatch(reference)
+        assert match, f"{name}: ${{{reference}}} needs the form ${{env:NAME:-default}}"
+        # Empty only for an optional file (the TLS files towards serve: unset means "system roots, no client cert").
+        assert match.group(2) or match.group(1).endswith("_FILE"), f"{name}: ${{{reference}}} has an empty default"
     bare = re.findall(r"\$(?![{$])\w+", text)
     assert not bare, f"{name}: bare $VARIABLE references {bare}"
 
@@ -250,7 +254,10 @@ def test_defaults_give_values_the_collector_accepts(config: dict[str, Any]) -> N
             assert 0 < settings["spike_limit_percentage"] < settings["limit_percentage"] <= 100
     for component_id, settings in config["exporters"].items():
         for tls in _find(settings, "tls"):
-            assert isinstance(tls["insecure"], bool), f"{component_id}: tls.insecure is {tls['insecure']!r}"
+            if "insecure" in tls:
+                assert isinstance(tls["insecure"], bool), f"{component_id}: tls.insecure is {tls['insecure']!r}"
+            # A client certificate goes with its key: both set or both empty (the Collector refuses one alone).
+            assert bool(tls.get("cert_file")) == bool(tls.get("key_file")), f"{component_id}: {tls}"
     for receiver in config["receivers"].values():
         for protocol in receiver["protocols"].values():
             # Since 0.104 the default is localhost, which nothing outside the container can reach.

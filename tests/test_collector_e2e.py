@@ -3,7 +3,8 @@
 The bridge in this process → agent → tier 1 (load-balancing exporter, static resolver) → two tier-2 tail
 samplers → two ``otel-sentry-bridge serve`` replicas → a real Bugsink, and a trace backend per sampler
 (the test OTLP receiver). Every collector runs a file of collector-config/ as written, with loopback ports
-and test timings given by ``--set`` and environment variables (``tests/collector_support.py``). Nothing
+and test timings given by ``--set`` and environment variables (``tests/collector_support.py``); each
+``serve`` demands a bearer token and speaks TLS only, as it should beyond loopback. Nothing
 waits by sleeping: readiness comes from the health_check extension and /health, progress from the
 collectors' own counters and the receivers.
 """
@@ -11,6 +12,8 @@ collectors' own counters and the receivers.
 from __future__ import annotations
 
 import math
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +22,7 @@ from typing import Any
 import pytest
 
 import bridge
-from tests.collector_support import CONFIG_DIR, GRPC, HTTP, Pipeline, pipeline
+from tests.collector_support import CONFIG_DIR, GRPC, HTTP, Pipeline, Serve, pipeline
 from tests.peers.bugsink import Bugsink
 from tests.peers.otelcol import Collector, wait_until
 from tests.peers.otlp import SpanView
@@ -104,6 +107,18 @@ def _errors_in(bugsink: Bugsink, project_id: int) -> Counter[str]:
     return values
 
 
+def _security_of(serve: Serve) -> dict[str, Any]:
+    """serve's token report from /health, after one export without a token (which it must refuse)."""
+    request = urllib.request.Request(
+        serve.traces_url, data=b"", method="POST", headers={"Content-Type": "application/x-protobuf"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5, context=serve.tls())
+    assert refused.value.code == 401
+    security: dict[str, Any] = serve.health()["security"]
+    return security
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
@@ -145,6 +160,7 @@ def test_two_tiers_keep_whole_traces_errors_and_a_baseline(
         expected_errors = {f"boom {n}" for n in range(10)} | {f"boom direct-{n}" for n in range(5)}
         bugsink.wait_for_events(len(expected_errors), project_id=project_id, timeout=60)
         per_sampler = [set(_by_trace(backend.spans())) for backend in line.backends]
+        security = [_security_of(serve) for serve in line.serves]
     in_bugsink = _errors_in(bugsink, project_id)  # after every collector and serve drained and stopped
 
     print(
@@ -164,6 +180,9 @@ def test_two_tiers_keep_whole_traces_errors_and_a_baseline(
     kept_ok = len(paths & set(ok))
     spread = 5 * math.sqrt(len(ok) * baseline / 100 * (1 - baseline / 100))  # five standard deviations
     assert abs(kept_ok - len(ok) * baseline / 100) < spread, f"{kept_ok} of {len(ok)} kept at {baseline}%"
+    # The samplers reached serve over TLS with its token: each replica, which answers 401 to a request without
+    # the token (the probe of _security_of), refused nothing else.
+    assert [(report["tokens"], report["refused"]) for report in security] == [(1, {"unauthorized": 1})] * 2, security
     # Each error reached Bugsink once: via serve for "shop", directly for "shop-direct" (whose spans the
     # samplers' filter kept away from serve), none twice.
     assert {value: count for value, count in in_bugsink.items() if value.startswith("boom")} == {
