@@ -92,9 +92,9 @@ def run_child(config: str, tasks: int, otlp: str, dsn: str) -> dict[str, Any]:
     wall = time.perf_counter() - wall
     flush()
     cpu = time.process_time() - cpu
-    import resource
+    from benchmarks.rss import peak_rss_mb
 
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
     return {"config": config, "tasks": tasks, "cpu_us": cpu / tasks * 1e6, "wall_us": wall / tasks * 1e6,
             "rss_mb": rss_mb}  # fmt: skip
 

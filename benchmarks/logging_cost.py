@@ -25,12 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 import warnings
 from typing import Any, Callable, Optional
+
+from benchmarks.rss import peak_rss_mb
 
 __all__ = ["STACKS", "measure", "run_stack", "main"]
 
@@ -94,7 +95,7 @@ def measure(
             out["cpu_us"] = (time.process_time() - cpu) / (records * repeat) * 1e6
         out[name] = best / records * 1e6
     flush()
-    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_mb"] = peak_rss_mb()
     return out
 
 

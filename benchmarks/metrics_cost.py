@@ -82,11 +82,11 @@ STACKS: dict[str, tuple[str, Callable[[], Any]]] = {
 
 def measure_one(key: str, requests: int, repeat: int) -> dict[str, float]:
     """One stack (``STACKS``' key) alone in this process: CPU µs per request (best of ``repeat``), peak RSS."""
-    import resource
+    from benchmarks.rss import peak_rss_mb
 
     build = next(builder for k, builder in STACKS.values() if k == key)
     best = min(_run(build(), requests) for _ in range(repeat))
-    return {"cpu_us": best, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"cpu_us": best, "rss_mb": peak_rss_mb()}
 
 
 def run_stack(key: str, requests: int, repeat: int, env: dict[str, str] | None = None) -> dict[str, float]:
