@@ -20,6 +20,7 @@ import time
 from typing import Any, Optional
 
 from benchmarks.asgi_apps import CONFIGS, SCENARIOS, AppError, build
+from benchmarks.rss import peak_rss_mb
 
 __all__ = ["SCOPE", "run"]
 
@@ -87,7 +88,7 @@ def run(config: str, scenario: str, requests: int, otlp: str, dsn: str, warmup: 
         "cpu_sys_us": (sys2 - sys0) / requests * 1e6,
         "wall_us": (wall1 - wall0) / requests * 1e6,
         "shutdown_s": wall2 - wall1,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": peak_rss_mb(),
     }
 
 

@@ -26,7 +26,7 @@ from benchmarks.gunicorn_wrk import find_wrk
 from benchmarks.report import Target
 from benchmarks.sink import SinkProcess
 
-__all__ = ["main", "summarize", "targets"]
+__all__ = ["LABELS", "main", "measure_inprocess", "summarize", "targets"]
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = {
@@ -74,6 +74,26 @@ def _one(config: str, scenario: str, requests: int, sink: SinkProcess, env: dict
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["counts"] = sink.counts()
     return result
+
+
+def measure_inprocess(
+    configs: list[str], scenarios: list[str], requests: int, repeat: int, sink: SinkProcess, env: dict[str, str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every configuration and scenario in a fresh process, ``repeat`` interleaved rounds: config -> scenario
+    -> summary (medians, delivered counts summed). ``benchmarks.run --surfaces asgi`` calls this too."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for number in range(repeat):
+        order = configs[number % len(configs) :] + configs[: number % len(configs)]
+        for scenario in scenarios:
+            for config in order:
+                run = _one(config, scenario, requests, sink, env)
+                runs.setdefault((config, scenario), []).append(run)
+                _log(f"[asgi round {number + 1}/{repeat}] {config} {scenario}: {run['cpu_us']:.0f} µs CPU/req")
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for config in configs:
+        for scenario in scenarios:
+            table.setdefault(config, {})[scenario] = summarize(runs[(config, scenario)])
+    return table
 
 
 def expected(config: str, scenario: str, served: int, raised: int) -> dict[str, int]:
@@ -229,15 +249,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("--requests must be a multiple of 10 (every 10th request fails in two scenarios)")
     started, load_before = time.monotonic(), os.getloadavg()
     env = _child_env()
-    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with SinkProcess(sys.executable) as sink:
-        for number in range(repeat):
-            order = configs[number % len(configs) :] + configs[: number % len(configs)]
-            for scenario in scenarios:
-                for config in order:
-                    run = _one(config, scenario, requests, sink, env)
-                    runs.setdefault((config, scenario), []).append(run)
-                    _log(f"[round {number + 1}/{repeat}] {config} {scenario}: {run['cpu_us']:.0f} µs CPU/req")
+        table = measure_inprocess(configs, scenarios, requests, repeat, sink, env)
         served: dict[str, dict[str, dict[str, Any]]] = {}
         wrk = None if args.smoke or args.no_wrk else find_wrk(install=False, log=_log)
         if wrk is None and not (args.smoke or args.no_wrk):
@@ -248,10 +261,6 @@ def main(argv: Optional[list[str]] = None) -> int:
             run.update(config=config, scenario="ok", counts=sink.counts())
             served[config] = {"ok": summarize([run])}
             _log(f"[uvicorn] {config}: {run['rps']:.0f} req/s, p99 {run.get('p99_ms', 0):.2f} ms")
-    table: dict[str, dict[str, dict[str, Any]]] = {}
-    for config in configs:
-        for scenario in scenarios:
-            table.setdefault(config, {})[scenario] = summarize(runs[(config, scenario)])
     found = targets(table) + served_targets(served)
     load_after = os.getloadavg()
     print(markdown(table, found))

@@ -92,20 +92,31 @@ def run_child(config: str, tasks: int, otlp: str, dsn: str) -> dict[str, Any]:
     wall = time.perf_counter() - wall
     flush()
     cpu = time.process_time() - cpu
-    return {"config": config, "tasks": tasks, "cpu_us": cpu / tasks * 1e6, "wall_us": wall / tasks * 1e6}
+    from benchmarks.rss import peak_rss_mb
+
+    rss_mb = peak_rss_mb()
+    return {"config": config, "tasks": tasks, "cpu_us": cpu / tasks * 1e6, "wall_us": wall / tasks * 1e6,
+            "rss_mb": rss_mb}  # fmt: skip
 
 
-def measure(configs: tuple[str, ...], tasks: int) -> dict[str, dict[str, Any]]:
+def measure(
+    configs: tuple[str, ...], tasks: int, sink: Optional[SinkProcess] = None, env: Optional[dict[str, str]] = None
+) -> dict[str, dict[str, Any]]:
+    """Each configuration in a fresh process against ``sink`` (one of its own when None)."""
+    if sink is None:
+        with SinkProcess(sys.executable) as own:
+            return measure(configs, tasks, own, env)
     results: dict[str, dict[str, Any]] = {}
-    with SinkProcess(sys.executable) as sink:
-        for config in configs:
-            sink.reset()
-            command = [sys.executable, "-m", "benchmarks.celery_tasks", "--child", config, "--tasks", str(tasks),
-                       "--otlp", sink.otlp_endpoint, "--dsn", sink.dsn]  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            result["counts"] = sink.counts()
-            results[config] = result
+    for config in configs:
+        sink.reset()
+        command = [sys.executable, "-m", "benchmarks.celery_tasks", "--child", config, "--tasks", str(tasks),
+                   "--otlp", sink.otlp_endpoint, "--dsn", sink.dsn]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"celery_tasks {config} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result["counts"] = sink.counts()
+        results[config] = result
     return results
 
 

@@ -179,10 +179,44 @@ def serve_chart(document: dict[str, Any], out: Path) -> Optional[Path]:
     return out
 
 
+def surfaces_chart(document: dict[str, Any], out: Path) -> Optional[Path]:
+    """The new surfaces (metrics, logging, ASGI, Celery): each stack's CPU per unit of work and its peak RSS,
+    one panel per surface, the bridge's stacks in green."""
+    found: dict[str, dict[str, Any]] = document.get("surfaces") or {}
+    if not found:
+        return None
+    plt = _pyplot()
+    panels = list(found.values())
+    columns = 2 if len(panels) > 1 else 1
+    rows_n = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(rows_n, columns, figsize=(6.2 * columns, 2.9 * rows_n), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, result in zip(axes.flat, panels):
+        rows = result["rows"]
+        mine = {pair[0] for pair in result.get("pairs", ())}
+        peers = {pair[1] for pair in result.get("pairs", ())}
+        keys = list(rows)
+        colours = [_COLOURS["e"] if k in mine else _COLOURS["b"] if k in peers else _COLOURS["a"] for k in keys]
+        bars = ax.barh([rows[k]["label"] for k in keys], [rows[k]["cost"] for k in keys], color=colours)
+        ax.bar_label(bars, labels=[f"{rows[k]['cost']:.0f} µs · {rows[k]['rss_mb']:.0f} MB" for k in keys], fontsize=7)
+        ax.margins(x=0.35)  # room for the value labels
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xlabel(result["unit"], fontsize=7)
+        ax.set_title(result["title"], fontsize=9)
+        ax.invert_yaxis()
+    fig.suptitle("New surfaces against their peers (CPU · peak RSS; the bridge in green)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 _CHARTS = (
     ("run.json", cpu_chart, "cpu-per-request.png"),
     ("run.json", gunicorn_chart, "gunicorn.png"),
     ("run.json", losses_chart, "losses.png"),
+    ("run.json", surfaces_chart, "surfaces.png"),
     ("faults.json", faults_chart, "faults-p99.png"),
     ("serve.json", serve_chart, "serve-throughput.png"),
 )

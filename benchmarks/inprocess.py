@@ -12,7 +12,7 @@ server would.
   ``cpu_sys_us`` is the kernel's part of ``cpu_us`` (system calls: sockets and loopback TCP mostly).
 - ``wall_us``: wall time of the request loop only (what the requests took, contention from the exporter
   threads included), per request.
-- ``rss_mb``: peak RSS of the process (``ru_maxrss``), SDK imports and the whole run included.
+- ``rss_mb``: peak RSS of the process (``VmHWM``, benchmarks/rss.py), SDK imports and the whole run included.
 A few warm-up requests run first (unmeasured, but delivered and expected like the rest).
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ import time
 from typing import Any, Optional
 
 from benchmarks.apps import CONFIGS, SCENARIOS, AppError, build
+from benchmarks.rss import peak_rss_mb
 
 __all__ = ["run", "ENVIRON"]
 
@@ -97,7 +98,7 @@ def run(config: str, scenario: str, requests: int, otlp: str, dsn: str, warmup: 
         "cpu_sys_us": (sys2 - sys0) / requests * 1e6,  # the kernel's share of cpu_us (sockets, loopback TCP)
         "wall_us": (wall1 - wall0) / requests * 1e6,
         "shutdown_s": wall2 - wall1,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": peak_rss_mb(),
         "note": stack.note,
     }
 

@@ -7,6 +7,8 @@ Each stack serves N requests of a tiny app through its middleware, called direct
 its body iterated and closed as a server does; spans go to a processor-less TracerProvider (the export cost
 is the other benchmarks' subject); metrics go to an SDK MeterProvider whose reader is never collected
 during the run. The serving thread's CPU time per request is printed, best of R rounds.
+``--stack KEY`` measures one stack alone in this process and prints JSON (CPU µs/request, peak RSS MB):
+``benchmarks.run --surfaces metrics`` runs each stack that way, in its own process.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Callable
 
-__all__ = ["main"]
+__all__ = ["STACKS", "main", "measure_one", "run_stack"]
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -36,32 +38,70 @@ def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any =
     return lambda data: None
 
 
-def _stacks() -> dict[str, Callable[[], Any]]:
+def _otel(metrics: bool) -> Any:
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
     from opentelemetry.metrics import NoOpMeterProvider
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
 
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()]) if metrics else NoOpMeterProvider()
+    return OpenTelemetryMiddleware(app, tracer_provider=_tracer_provider(TracerProvider), meter_provider=meters)
+
+
+def _bridged(metrics: bool) -> Any:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
     import bridge
 
-    tracer_provider = TracerProvider()
+    bridge.init(exporters="none", metrics_exporters="none")
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()]) if metrics else None
+    return bridge.BridgeMiddleware(app, tracer_provider=_tracer_provider(TracerProvider), meter_provider=meters)
 
-    def otel(metrics: bool) -> Any:
-        meters = MeterProvider(metric_readers=[InMemoryMetricReader()]) if metrics else NoOpMeterProvider()
-        return OpenTelemetryMiddleware(app, tracer_provider=tracer_provider, meter_provider=meters)
 
-    def bridged(metrics: bool) -> Any:
-        bridge.init(exporters="none", metrics_exporters="none")
-        meters = MeterProvider(metric_readers=[InMemoryMetricReader()]) if metrics else None
-        return bridge.BridgeMiddleware(app, tracer_provider=tracer_provider, meter_provider=meters)
+_PROVIDERS: list[Any] = []
 
-    return {
-        "OpenTelemetryMiddleware, metrics off": lambda: otel(False),
-        "OpenTelemetryMiddleware, metrics on": lambda: otel(True),
-        "BridgeMiddleware, metrics off": lambda: bridged(False),
-        "BridgeMiddleware, metrics on": lambda: bridged(True),
-    }
+
+def _tracer_provider(factory: Callable[[], Any]) -> Any:
+    """One processor-less TracerProvider per process, shared by its stacks."""
+    if not _PROVIDERS:
+        _PROVIDERS.append(factory())
+    return _PROVIDERS[0]
+
+
+# name -> (key for one stack in its own process, builder); each builder imports only its own stack
+STACKS: dict[str, tuple[str, Callable[[], Any]]] = {
+    "OpenTelemetryMiddleware, metrics off": ("otel", lambda: _otel(False)),
+    "OpenTelemetryMiddleware, metrics on": ("otel_metrics", lambda: _otel(True)),
+    "BridgeMiddleware, metrics off": ("bridge", lambda: _bridged(False)),
+    "BridgeMiddleware, metrics on": ("bridge_metrics", lambda: _bridged(True)),
+}
+
+
+def measure_one(key: str, requests: int, repeat: int) -> dict[str, float]:
+    """One stack (``STACKS``' key) alone in this process: CPU µs per request (best of ``repeat``), peak RSS."""
+    from benchmarks.rss import peak_rss_mb
+
+    build = next(builder for k, builder in STACKS.values() if k == key)
+    best = min(_run(build(), requests) for _ in range(repeat))
+    return {"cpu_us": best, "rss_mb": peak_rss_mb()}
+
+
+def run_stack(key: str, requests: int, repeat: int, env: dict[str, str] | None = None) -> dict[str, float]:
+    """``measure_one`` in a fresh process (so its peak RSS is that stack's alone)."""
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "benchmarks.metrics_cost", "--stack", key,
+               "--requests", str(requests), "--repeat", str(repeat)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"metrics_cost {key} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def _run(middleware: Any, requests: int) -> float:
@@ -81,11 +121,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.metrics_cost")
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--stack", choices=[key for key, _ in STACKS.values()], help="one stack alone; JSON out")
     args = parser.parse_args(argv)
+    if args.stack:
+        import json
+
+        print(json.dumps(measure_one(args.stack, args.requests, args.repeat)))
+        return
     results: dict[str, float] = {}
-    stacks = _stacks()
     for _ in range(args.repeat):  # rounds interleave the stacks, so a noisy moment hits all of them
-        for name, build in stacks.items():
+        for name, (_key, build) in STACKS.items():
             cost = _run(build(), args.requests)
             results[name] = min(results.get(name, cost), cost)
     for name, cost in results.items():

@@ -3,7 +3,9 @@
 One run, one machine: the counting sink starts in its own process; every configuration (a-e) and
 scenario runs in a fresh subprocess (``benchmarks.inprocess``), ``--repeat`` times in interleaved rounds
 (the order of the configurations rotates each round) and the median is kept; then each configuration is
-served by gunicorn and driven by wrk. Progress goes to stderr; the tables and target lines to stdout.
+served by gunicorn and driven by wrk; then the new surfaces (``--surfaces``: metrics, logging, ASGI,
+Celery; ``benchmarks.surfaces``) against their peers. Progress goes to stderr; the tables and target
+lines to stdout.
 See benchmarks/README.md for what each figure means.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Optional
 
-from benchmarks import charts, gunicorn_wrk, report
+from benchmarks import charts, gunicorn_wrk, report, surfaces
 from benchmarks.apps import CONFIGS, SCENARIOS, channels, sentry_leg_available
 from benchmarks.sink import SinkProcess
 
@@ -143,6 +145,11 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument(
         "--wrk-connections", type=int, default=gunicorn_wrk.CONNECTIONS, help="wrk's connections (default 16)"
     )
+    parser.add_argument(
+        "--surfaces",
+        help=f"new surfaces against their peers, comma list of {','.join(surfaces.SURFACES)}, or all/none "
+        "(default: all in a full run, none with --smoke)",
+    )
     parser.add_argument("--no-wrk", action="store_true", help="skip gunicorn + wrk")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk (smoke never does)")
     parser.add_argument("--json", type=Path, help="write every figure and target here")
@@ -160,6 +167,12 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     args.wrk_scenarios = [s for s in args.wrk_scenarios.split(",") if s]
     args.workers = [w for w in args.workers.split(",") if w]
+    chosen = args.surfaces if args.surfaces is not None else ("none" if args.smoke else "all")
+    chosen_list = [s for s in chosen.split(",") if s and s != "none"]
+    args.surfaces = list(surfaces.SURFACES) if chosen_list == ["all"] else chosen_list
+    for surface in args.surfaces:
+        if surface not in surfaces.SURFACES:
+            parser.error(f"unknown surface {surface!r} (--surfaces takes {','.join(surfaces.SURFACES)}, all or none)")
     for worker in args.workers:
         if worker not in gunicorn_wrk.WORKERS:
             parser.error(f"unknown gunicorn worker {worker!r}")
@@ -189,6 +202,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if wrk is None:
             _log("NOTICE: wrk is missing (Debian: `apt-get install wrk`): the gunicorn figures are skipped.")
     inprocess, by_worker = _measure(args, wrk)
+    surface_results = surfaces.measure(args.surfaces, _child_env(), args.smoke, _log) if args.surfaces else {}
     found = report.targets(inprocess, by_worker, leg)
     load_after = os.getloadavg()
     machine = {
@@ -200,6 +214,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         "loadavg_after": load_after,
     }
     print(report.markdown(inprocess, by_worker, found, labels, args.wrk_connections))
+    if surface_results:
+        print("\n### New surfaces against their peers (same run)")
+        print(surfaces.markdown(surface_results))
     wrk_text = (
         f"{args.wrk_seconds:g} s of wrk -c{args.wrk_connections} per config and worker"
         if by_worker
@@ -223,6 +240,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "gunicorn": by_worker.get("sync", {}),  # the sync worker (the key older readers know)
             "gunicorn_workers": by_worker,
             "targets": [target.as_dict() for target in found],
+            "surfaces": surface_results,
         }
         text = json.dumps(document, indent=2) + "\n"
         if args.json:

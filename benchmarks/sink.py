@@ -5,6 +5,7 @@
 
 - ``POST /v1/traces``: an OTLP/HTTP protobuf export, decompressed and decoded with opentelemetry-proto;
   its spans are counted. Answered 200 with an empty ``ExportTraceServiceResponse``.
+- ``POST /v1/logs``: the same for OTLP log records (``otlp_logs``).
 - ``POST /api/<project>/envelope/``: a Sentry envelope, decompressed and parsed item by item (headers
   decoded, payloads framed by their ``length``; client reports decoded); ``transaction`` and ``event``
   items are counted, ``client_report`` items are summed by ``reason:category``. Answered 200, never
@@ -30,9 +31,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-__all__ = ["Counts", "SinkProcess", "decode_envelope", "count_otlp_spans"]
+__all__ = ["Counts", "SinkProcess", "decode_envelope", "count_otlp_logs", "count_otlp_spans"]
 
 _MAX_HEAD = 64 * 1024
 
@@ -59,6 +61,12 @@ def count_otlp_spans(data: bytes) -> int:
     request = ExportTraceServiceRequest()
     request.ParseFromString(data)
     return sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
+
+
+def count_otlp_logs(data: bytes) -> int:
+    request = ExportLogsServiceRequest()
+    request.ParseFromString(data)
+    return sum(len(scope.log_records) for resource in request.resource_logs for scope in resource.scope_logs)
 
 
 def decode_envelope(data: bytes, payloads: Optional[frozenset[str]] = None) -> list[tuple[str, Any]]:
@@ -96,6 +104,7 @@ class Counts:
     def __init__(self) -> None:
         self.otlp_requests = 0
         self.otlp_spans = 0
+        self.otlp_logs = 0
         self.sentry_envelopes = 0
         self.sentry_transactions = 0
         self.sentry_errors = 0
@@ -108,6 +117,7 @@ class Counts:
         return {
             "otlp_requests": self.otlp_requests,
             "otlp_spans": self.otlp_spans,
+            "otlp_logs": self.otlp_logs,
             "sentry_envelopes": self.sentry_envelopes,
             "sentry_transactions": self.sentry_transactions,
             "sentry_errors": self.sentry_errors,
@@ -120,6 +130,9 @@ class Counts:
     def otlp(self, data: bytes) -> None:
         self.otlp_spans += count_otlp_spans(data)
         self.otlp_requests += 1
+
+    def logs(self, data: bytes) -> None:
+        self.otlp_logs += count_otlp_logs(data)
 
     def envelope(self, data: bytes) -> None:
         items = decode_envelope(data, _DECODED)
@@ -154,6 +167,8 @@ class Sink:
         path = path.split(b"?", 1)[0]
         if method == b"POST" and path == b"/v1/traces":
             return self._decode(self.counts.otlp, body, headers, _OTLP_OK)
+        if method == b"POST" and path == b"/v1/logs":  # empty ExportLogsServiceResponse, same bytes
+            return self._decode(self.counts.logs, body, headers, _OTLP_OK)
         if method == b"POST" and path.startswith(b"/api/") and path.endswith(b"/envelope/"):
             return self._decode(self.counts.envelope, body, headers, _SENTRY_OK)
         if method == b"GET" and path == b"/counts":
@@ -259,6 +274,10 @@ class SinkProcess:
     @property
     def otlp_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1/traces"
+
+    @property
+    def logs_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/logs"
 
     @property
     def dsn(self) -> str:

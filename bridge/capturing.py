@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Mapping
 from types import FrameType, TracebackType
 from typing import Any, Optional
@@ -157,8 +158,58 @@ def _record_on_span(request: Any, span: trace_api.Span, exc: BaseException, even
         from bridge.logs import emit_exception
 
         as_span_event = emit_exception(bridge, span, exc)
-    if as_span_event:
-        span.record_exception(exc, attributes={"sentry.event_id": event_id}, escaped=not handled)
+    if as_span_event and span.is_recording():
+        span.add_event("exception", _exception_attributes(exc, event_id, escaped=not handled))
+
+
+def _exception_attributes(exc: BaseException, event_id: str, *, escaped: bool) -> dict[str, Any]:
+    """What the SDK's ``Span.record_exception`` records, the same text, without its ``os.stat`` per file.
+
+    ``traceback.format_exception`` calls ``linecache.checkcache`` on every file of every traceback: one
+    ``stat`` each, each releasing the GIL and retaking it at once, which restarts the waiting threads' 5 ms
+    switch interval; a process that fails many requests starves its export threads that way. Here the
+    frames are listed without that check and their lines read lazily through ``linecache`` (cached after
+    the first read, as the Sentry leg's source context is): the same text unless a file changed on disk."""
+    return {
+        "exception.type": _type_name(exc),
+        "exception.message": str(exc),
+        "exception.stacktrace": format_exception(exc),
+        "exception.escaped": str(escaped),
+        "sentry.event_id": event_id,
+    }
+
+
+def _type_name(exc: BaseException) -> str:
+    module, qualname = type(exc).__module__, type(exc).__qualname__
+    return f"{module}.{qualname}" if module and module != "builtins" else qualname
+
+
+def format_exception(exc: BaseException) -> str:
+    """``"".join(traceback.format_exception(exc))`` without a ``stat`` per file (see above)."""
+    walk = getattr(traceback, "_walk_tb_with_full_positions", None)
+    if walk is None:  # an interpreter without it (not CPython 3.11+): the standard library's way
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    # limit=0: the chain of exceptions, no frames (so no checkcache); then each one's frames, unchecked.
+    summary = traceback.TracebackException(type(exc), exc, exc.__traceback__, limit=0, compact=True)
+    pending: list[tuple[Any, Optional[BaseException]]] = [(summary, exc)]
+    seen: set[int] = set()
+    while pending:
+        node, error = pending.pop()
+        if node is None or error is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        node.stack = traceback.StackSummary.from_list(
+            [
+                traceback.FrameSummary(
+                    frame.f_code.co_filename, lineno, frame.f_code.co_name, lookup_line=False,
+                    end_lineno=end_lineno, colno=colno, end_colno=end_colno,
+                )  # fmt: skip
+                for frame, (lineno, end_lineno, colno, end_colno) in walk(error.__traceback__)
+            ]
+        )
+        pending += [(node.__cause__, error.__cause__), (node.__context__, error.__context__)]
+        pending += list(zip(getattr(node, "exceptions", None) or (), getattr(error, "exceptions", ())))
+    return "".join(summary.format())
 
 
 def _exception_from(error: Any) -> Optional[BaseException]:

@@ -95,6 +95,7 @@ def test_exception_from_the_call_is_recorded_and_reaches_the_server_unchanged(ot
     assert "Traceback (most recent call last)" in event["exception.stacktrace"]
     assert "The above exception was the direct cause" in event["exception.stacktrace"]
     assert "KeyError: 'missing'" in event["exception.stacktrace"]
+    assert '{}["missing"]' in event["exception.stacktrace"]  # source lines, as traceback.format_exception
     assert event["exception.escaped"] == "True"
     assert len(event["sentry.event_id"]) == 32
 
