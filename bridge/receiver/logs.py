@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
 from bridge.receiver.decode import DecodeError, any_value, attributes
+from bridge.receiver.otlpjson import json_items
 from bridge.sentry.convert import error_events, transaction_name
 from bridge.sentry.frames import parse_stacktrace
 from bridge.sentry.privacy import MAX_VALUE_CHARS
@@ -70,25 +71,15 @@ def decode_logs(data: bytes, json_body: bool) -> tuple[ExportLogsServiceRequest,
     if not isinstance(document, dict):
         raise DecodeError("an OTLP JSON request must be a JSON object")
     bad = 0
-    for resource_logs in _items(document, "resourceLogs", "resource_logs"):
-        for scope_logs in _items(resource_logs, "scopeLogs", "scope_logs"):
-            for record in _items(scope_logs, "logRecords", "log_records"):
+    for resource_logs in json_items(document, "resourceLogs", "resource_logs"):
+        for scope_logs in json_items(resource_logs, "scopeLogs", "scope_logs"):
+            for record in json_items(scope_logs, "logRecords", "log_records"):
                 bad += not _hex_ids_to_base64(record)
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         raise DecodeError(f"not an OTLP ExportLogsServiceRequest in JSON: {exc}") from None
     return request, bad
-
-
-def _items(parent: Any, *keys: str) -> list[dict[str, Any]]:
-    if not isinstance(parent, dict):
-        return []
-    for key in keys:
-        value = parent.get(key)
-        if isinstance(value, list):
-            return [item for item in value if isinstance(item, dict)]
-    return []
 
 
 def _hex_ids_to_base64(record: dict[str, Any]) -> bool:

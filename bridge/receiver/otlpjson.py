@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bridge.receiver.decode import Decoded, DecodeError, spans_from_request
 
-__all__ = ["decode_json", "parse_json_request"]
+__all__ = ["decode_json", "parse_json_request", "json_items"]
 
 _SPAN_IDS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
 _LINK_IDS = ("traceId", "trace_id", "spanId", "span_id")
@@ -44,8 +44,8 @@ def parse_json_request(body: bytes) -> tuple[ExportTraceServiceRequest, Counter[
     if not isinstance(document, dict):
         raise DecodeError("an OTLP JSON request must be a JSON object")
     bad_ids: Counter[str] = Counter()
-    for resource_spans in _items(document, "resourceSpans", "resource_spans"):
-        for scope_spans in _items(resource_spans, "scopeSpans", "scope_spans"):
+    for resource_spans in json_items(document, "resourceSpans", "resource_spans"):
+        for scope_spans in json_items(resource_spans, "scopeSpans", "scope_spans"):
             spans = scope_spans.get("spans")
             if isinstance(spans, list):
                 scope_spans["spans"] = [span for span in spans if _hex_ids_to_base64(span, bad_ids)]
@@ -57,7 +57,7 @@ def parse_json_request(body: bytes) -> tuple[ExportTraceServiceRequest, Counter[
     return request, bad_ids
 
 
-def _items(parent: Any, *keys: str) -> list[dict[str, Any]]:
+def json_items(parent: Any, *keys: str) -> list[dict[str, Any]]:
     """The dict elements of the first list found under ``keys`` (anything else is left to ParseDict)."""
     if not isinstance(parent, dict):
         return []
