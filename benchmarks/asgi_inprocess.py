@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import sys
-import time
 from typing import Any, Optional
 
 from benchmarks.asgi_apps import CONFIGS, SCENARIOS, AppError, build
-from benchmarks.rss import peak_rss_mb
+from benchmarks.inprocess import timed
 
 __all__ = ["SCOPE", "run"]
 
@@ -66,29 +64,23 @@ async def _drive(asgi: Any, count: int) -> int:
 def run(config: str, scenario: str, requests: int, otlp: str, dsn: str, warmup: int = 20) -> dict[str, Any]:
     stack = build(config, scenario, otlp, dsn)
     loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(_drive(stack.asgi, warmup))
-        sys0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        loop.run_until_complete(_drive(stack.asgi, requests))
-        cpu1, wall1 = time.process_time(), time.perf_counter()
-    finally:
+
+    def shutdown(timeout: float) -> None:
         loop.close()
-    stack.shutdown(30.0)
-    cpu2, wall2 = time.process_time(), time.perf_counter()
-    sys2 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
+        stack.shutdown(timeout)
+
+    try:
+        figures = timed(lambda count: loop.run_until_complete(_drive(stack.asgi, count)), shutdown, requests, warmup)
+    finally:
+        if not loop.is_closed():
+            loop.close()
     return {
         "config": config,
         "scenario": scenario,
         "requests": requests,
         "served": stack.app.calls,  # warm-up included: what the sink should receive
         "raised": stack.app.raised,
-        "cpu_us": (cpu2 - cpu0) / requests * 1e6,
-        "cpu_loop_us": (cpu1 - cpu0) / requests * 1e6,
-        "cpu_sys_us": (sys2 - sys0) / requests * 1e6,
-        "wall_us": (wall1 - wall0) / requests * 1e6,
-        "shutdown_s": wall2 - wall1,
-        "rss_mb": peak_rss_mb(),
+        **figures,
     }
 
 

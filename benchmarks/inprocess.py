@@ -23,7 +23,7 @@ import json
 import resource
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from benchmarks.apps import CONFIGS, SCENARIOS, AppError, build
 from benchmarks.rss import peak_rss_mb
@@ -77,28 +77,39 @@ def _drive(wsgi: Any, count: int) -> int:
     return failed
 
 
-def run(config: str, scenario: str, requests: int, otlp: str, dsn: str, warmup: int = 20) -> dict[str, Any]:
-    stack = build(config, scenario, otlp, dsn)
-    _drive(stack.wsgi, warmup)
+def timed(
+    drive: Callable[[int], Any], shutdown: Callable[[float], Any], requests: int, warmup: int
+) -> dict[str, float]:
+    """``drive(n)`` serves n requests; the figures of ``requests`` of them after ``warmup``, the final
+    ``shutdown`` (every export flushed) paid for in ``cpu_us``. Shared by the WSGI and ASGI harnesses."""
+    drive(warmup)
     sys0 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    _drive(stack.wsgi, requests)
+    drive(requests)
     cpu1, wall1 = time.process_time(), time.perf_counter()
-    stack.shutdown(30.0)
+    shutdown(30.0)
     cpu2, wall2 = time.process_time(), time.perf_counter()
     sys2 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
     return {
-        "config": config,
-        "scenario": scenario,
-        "requests": requests,
-        "served": stack.app.calls,  # warm-up included: what the sink should receive
-        "raised": stack.app.raised,
         "cpu_us": (cpu2 - cpu0) / requests * 1e6,
         "cpu_loop_us": (cpu1 - cpu0) / requests * 1e6,
         "cpu_sys_us": (sys2 - sys0) / requests * 1e6,  # the kernel's share of cpu_us (sockets, loopback TCP)
         "wall_us": (wall1 - wall0) / requests * 1e6,
         "shutdown_s": wall2 - wall1,
         "rss_mb": peak_rss_mb(),
+    }
+
+
+def run(config: str, scenario: str, requests: int, otlp: str, dsn: str, warmup: int = 20) -> dict[str, Any]:
+    stack = build(config, scenario, otlp, dsn)
+    figures = timed(lambda count: _drive(stack.wsgi, count), stack.shutdown, requests, warmup)
+    return {
+        "config": config,
+        "scenario": scenario,
+        "requests": requests,
+        "served": stack.app.calls,  # warm-up included: what the sink should receive
+        "raised": stack.app.raised,
+        **figures,
         "note": stack.note,
     }
 
