@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from bridge.cli import serve
 from bridge.receiver.app import ReceiverApp
 from bridge.receiver.server import WsgiServer
 from bridge.receiver.sink import Accepted, Overloaded
@@ -199,3 +200,33 @@ def node_export(url: str, fmt: str, service: str) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return summary
+
+
+@contextmanager
+def serving(environ: dict[str, str], **given: Any) -> Iterator[str]:
+    """``otel-sentry-bridge serve`` (the CLI's function) in a thread; yields its URL; stops it cleanly.
+
+    Roots wait 50 ms for late children unless ``root_delay`` says otherwise; stopping sends what waits."""
+    stop = threading.Event()
+    ready: list[str] = []
+    started = threading.Event()
+    outcome: list[int] = []
+
+    def on_ready(url: str) -> None:
+        ready.append(url)
+        started.set()
+
+    def run() -> None:
+        settings = {"listen": "127.0.0.1:0", "root_delay": "0.05", **given}
+        outcome.append(serve(settings, stop, environ=environ, ready=on_ready))
+        started.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(10) and ready, f"serve did not start (exit {outcome})"
+    try:
+        yield ready[0]
+    finally:
+        stop.set()
+        thread.join(30)
+        assert outcome == [0]

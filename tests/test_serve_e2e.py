@@ -11,8 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -26,7 +24,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from bridge.cli import serve
 from bridge.receiver.app import ReceiverApp
 from bridge.receiver.routes import Routes
 from bridge.receiver.sink import SentrySink
@@ -34,7 +31,7 @@ from bridge.sentry.dsn import Dsn
 from tests.httpserver import Reply, unused_port
 from tests.peers.bugsink import Bugsink
 from tests.peers.sentry import SentryReceiver
-from tests.serve_support import encode, finished_spans, node_export, running
+from tests.serve_support import encode, finished_spans, node_export, running, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,36 +45,6 @@ Caused by: java.net.SocketTimeoutException: Read timed out
 \tat com.example.shop.GatewayClient.post(GatewayClient.java:88)
 \t... 2 more
 """
-
-
-@contextmanager
-def serving(environ: dict[str, str], **given: Any) -> Iterator[str]:
-    """``otel-sentry-bridge serve`` (the CLI's function) in a thread; yields its URL; stops it cleanly.
-
-    Roots wait 50 ms for late children unless ``root_delay`` says otherwise; stopping sends what waits."""
-    stop = threading.Event()
-    ready: list[str] = []
-    started = threading.Event()
-    outcome: list[int] = []
-
-    def on_ready(url: str) -> None:
-        ready.append(url)
-        started.set()
-
-    def run() -> None:
-        settings = {"listen": "127.0.0.1:0", "root_delay": "0.05", **given}
-        outcome.append(serve(settings, stop, environ=environ, ready=on_ready))
-        started.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10) and ready, f"serve did not start (exit {outcome})"
-    try:
-        yield ready[0]
-    finally:
-        stop.set()
-        thread.join(30)
-        assert outcome == [0]
 
 
 def export(url: str, record: Callable[[trace_api.Tracer], None], resource: dict[str, Any]) -> None:

@@ -7,8 +7,6 @@ import http.client
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,6 +25,7 @@ from bridge.receiver.auth import TokenFile, parse_tokens
 from bridge.receiver.settings import ServeSettings, exposure_warnings
 from tests.peers.sentry import SentryReceiver
 from tests.serve_support import encode, finished_spans
+from tests.serve_support import serving as shared_serving
 from tests.tls_support import Pki, make_pki
 
 CHECKOUT_TOKEN = "checkout-token-0123456789abcdef"
@@ -46,28 +45,9 @@ def token_file(tmp_path: Path) -> Path:
     return path
 
 
-@contextmanager
-def serving(environ: dict[str, str], **given: Any) -> Iterator[str]:
-    """``serve`` (the CLI's function) in a thread; yields its URL; stops it cleanly."""
-    stop = threading.Event()
-    ready: list[str] = []
-    started = threading.Event()
-    outcome: list[int] = []
-
-    def run() -> None:
-        settings = {"listen": "127.0.0.1:0", "root_delay": "0", **given}
-        outcome.append(serve(settings, stop, environ=environ, ready=lambda url: (ready.append(url), started.set())))
-        started.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10) and ready, f"serve did not start (exit {outcome})"
-    try:
-        yield ready[0]
-    finally:
-        stop.set()
-        thread.join(30)
-        assert outcome == [0]
+def serving(environ: dict[str, str], **given: Any) -> Any:
+    """``serve`` in a thread (tests.serve_support.serving), roots sent without waiting for late children."""
+    return shared_serving(environ, **{"root_delay": "0", **given})
 
 
 def request_span(tracer: trace_api.Tracer) -> None:
