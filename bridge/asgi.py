@@ -319,7 +319,7 @@ class BridgeASGIMiddleware(ServerMiddleware):
         if self._capture is not None and self._capture[1]:
             attributes.update(self.request_header_attributes(headers))
         nested = in_traced_request()
-        span, context = self.open_span(bridge, name, attributes, headers, default_getter, self.tracer)
+        span, context = self.open_span(bridge, name, attributes, headers, default_getter, self.tracer, nested)
         request_scope = _AsgiScope(bridge, span, attributes, _HeaderEnviron(scope))
         request = _AsgiRequest(
             self, scope, kind == "websocket", request_scope, span, context, name, receive, send, nested

@@ -289,11 +289,13 @@ class ServerMiddleware:
         carrier: Any,
         getter: Getter[Any],
         tracer: Optional[trace_api.Tracer] = None,
+        nested: Optional[bool] = None,
     ) -> tuple[trace_api.Span, context_api.Context]:
         """Start the request's span: SERVER under the incoming trace context, or INTERNAL when a traced
-        request is already current (nested middleware). Returns the span and its context."""
+        request is already current (nested middleware; ``nested``: the caller's ``in_traced_request()``,
+        made in this same context, so it is not asked twice). Returns the span and its context."""
         parent = context_api.get_current()
-        if in_traced_request(parent):
+        if nested if nested is not None else in_traced_request(parent):
             kind = SpanKind.INTERNAL
         else:
             kind = SpanKind.SERVER

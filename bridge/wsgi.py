@@ -185,7 +185,9 @@ class BridgeMiddleware(ServerMiddleware):
         if self._capture is not None and self._capture[1] and not nested:
             headers = {key[5:].replace("_", "-"): value for key, value in environ.items() if key.startswith("HTTP_")}
             attributes.update(self.request_header_attributes(headers))
-        span, context = self.open_span(bridge, name, attributes, environ, wsgi_getter, self._tracer_for(bridge))
+        span, context = self.open_span(
+            bridge, name, attributes, environ, wsgi_getter, self._tracer_for(bridge), nested
+        )
         request = _Request(self, environ, bridge, span, context, attributes, start_response, nested)
         if self.request_hook is not None:
             self.guard.call("request_hook", self.request_hook, span, environ)
