@@ -9,6 +9,7 @@ crumb goes to the isolation scope of the thread that ends the span.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from opentelemetry import context as context_api
@@ -22,7 +23,7 @@ __all__ = ["BreadcrumbSpanProcessor", "crumb_for"]
 logger = logging.getLogger(__name__)
 
 
-def _first(attributes: dict[str, Any], *keys: str) -> Any:
+def _first(attributes: Mapping[str, Any], *keys: str) -> Any:
     for key in keys:
         value = attributes.get(key)
         if value is not None:
@@ -32,10 +33,13 @@ def _first(attributes: dict[str, Any], *keys: str) -> Any:
 
 def crumb_for(span: ReadableSpan) -> Optional[dict[str, Any]]:
     """The breadcrumb sentry-sdk would have recorded for this span, or None."""
-    attributes = plain(span.attributes)
+    attributes = plain(span.attributes)  # one C-level copy: the SDK's proxy answers a missing key by an exception
+    method = _first(attributes, "http.request.method", "http.method") if span.kind == SpanKind.CLIENT else None
+    statement = None if method else _first(attributes, "db.query.text", "db.statement")
+    if not method and statement is None:
+        return None
     timestamp = (span.end_time or span.start_time or 0) / 1e9 or None
-    method = _first(attributes, "http.request.method", "http.method")
-    if span.kind == SpanKind.CLIENT and method:
+    if method:
         url = str(_first(attributes, "url.full", "http.url") or "")
         base, _, query = url.partition("?")
         query, _, fragment = query.partition("#")
@@ -51,7 +55,6 @@ def crumb_for(span: ReadableSpan) -> Optional[dict[str, Any]]:
             elif 400 <= status <= 499:
                 crumb["level"] = "warning"
         return crumb
-    statement = _first(attributes, "db.query.text", "db.statement")
     system = _first(attributes, "db.system.name", "db.system")
     if system is not None and statement is not None:
         return {"category": "query", "message": str(statement), "data": {"db.system": str(system)},
