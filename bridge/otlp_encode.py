@@ -32,6 +32,8 @@ from typing import Any, Optional
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from bridge.spanfields import events_of, links_of
+
 __all__ = ["encode_spans"]
 
 logger = logging.getLogger(__name__)
@@ -143,9 +145,9 @@ def _count(tag: bytes, value: int) -> bytes:
     return tag + _varint(value) if value else b""
 
 
-def _events(span: ReadableSpan) -> bytes:
+def _events(events: Sequence[Any]) -> bytes:
     parts = []
-    for event in span.events:  # 11: events
+    for event in events:  # 11: events
         body = b"\x09" + _fixed64(event.timestamp) if event.timestamp else b""  # 1: time_unix_nano
         if event.name:
             body += _field(b"\x12", event.name.encode("utf-8"))  # 2: name
@@ -154,9 +156,9 @@ def _events(span: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
-def _links(span: ReadableSpan) -> bytes:
+def _links(links: Sequence[Any]) -> bytes:
     parts = []
-    for link in span.links:  # 13: links
+    for link in links:  # 13: links
         context = link.context
         body = (
             b"\x0a\x10" + context.trace_id.to_bytes(16, "big")  # 1: trace_id
@@ -190,11 +192,13 @@ def _span(span: ReadableSpan) -> bytes:
         parts.append(b"\x41" + _fixed64(span.end_time))  # 8: end_time_unix_nano
     parts.append(_attributes(b"\x4a", span.attributes))  # 9: attributes
     parts.append(_count(b"\x50", span.dropped_attributes))  # 10
-    if span.events:
-        parts.append(_events(span))
+    events = events_of(span)  # read once, without the property's locked copy (bridge.spanfields)
+    if events:
+        parts.append(_events(events))
     parts.append(_count(b"\x60", span.dropped_events))  # 12
-    if span.links:
-        parts.append(_links(span))
+    links = links_of(span)
+    if links:
+        parts.append(_links(links))
     parts.append(_count(b"\x70", span.dropped_links))  # 14
     status = span.status
     if status is not None:  # 15: status (2: message, 3: code), present even when empty, as OpenTelemetry's

@@ -44,6 +44,7 @@ from bridge.sentry.convert import (
 )
 from bridge.sentry.envelope import Envelope
 from bridge.sentry.transport import Transport
+from bridge.spanfields import events_of
 from bridge.version import __version__
 
 __all__ = ["SentryLeg", "SentrySpanProcessor", "ERROR_EVENT_NAMES"]
@@ -148,7 +149,7 @@ class SentryLeg:
         named: Optional[tuple[str, str]] = None
         seen: set[tuple[Any, Any]] = set()
         for span in (root, *children) if children else (root,):
-            events = span.events  # a fresh tuple each time it is read
+            events = events_of(span)  # without the property's locked copy (bridge.spanfields)
             if not events or not any(event.name in ERROR_EVENT_NAMES for event in events):
                 continue
             if named is None:
