@@ -257,3 +257,34 @@ def test_send_many_to_nothing_listening_fails_every_request_at_once() -> None:
     outcomes = client.send_many([(b"x", HEADERS)] * 3)
     assert [type(o) for o in outcomes] == [ConnectionRefusedError] * 3
     assert client.connections == 0
+
+
+def test_a_repeated_response_head_parsed_once_still_answers_each_request_with_its_own() -> None:
+    # Pipelined answers: the same head again and again (parsed once), then a rate limit, then the first head
+    # again; each response has its own body and status, the connection is kept throughout.
+    def reply(request: Request) -> Reply:
+        number = int(request.body)
+        if number == 5:
+            return Reply(429, {"Retry-After": "7", "X-Sentry-Rate-Limits": "7:transaction"}, b"limited")
+        return Reply(200, {"X-Same": "yes"}, b'{"id":"%d"}' % number)
+
+    with RecordingServer(reply) as server:
+        client = HttpClient(server.url + "/x", timeout=5)
+        outcomes = [client.send(b"%d" % i, HEADERS) for i in range(3)]
+        outcomes += client.send_many([(b"%d" % i, HEADERS) for i in range(3, 9)])
+        server.wait_for(9)
+    assert all(isinstance(o, Response) for o in outcomes)
+    responses = [o for o in outcomes if isinstance(o, Response)]
+    assert [r.status for r in responses] == [200] * 5 + [429] + [200] * 3
+    assert [r.body for r in responses] == [b'{"id":"%d"}' % i if i != 5 else b"limited" for i in range(9)]
+    assert responses[5].headers["x-sentry-rate-limits"] == "7:transaction"
+    assert all(r.headers.get("x-same") == "yes" for i, r in enumerate(responses) if i != 5)
+    assert server.connections == client.connections == 1
+
+
+def test_a_negative_content_length_is_a_protocol_error() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n"
+    with RecordingServer(lambda r: Reply(raw=raw)) as server:
+        client = HttpClient(server.url + "/x", timeout=5)
+        with pytest.raises(ProtocolError, match="Content-Length"):
+            client.send(b"x", HEADERS)
