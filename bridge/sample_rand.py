@@ -84,15 +84,21 @@ def sample_rand(trace_id: int, sampled: Optional[bool], rate: Optional[float]) -
     lo_n, lo_d = lo.as_integer_ratio()
     hi_n, hi_d = hi.as_integer_ratio()
     if lo_n * _SCALE <= x * lo_d and x * hi_d < hi_n * _SCALE:  # lo <= u < hi
+        # The common case first, inlined: _decimal_in(x, _SCALE, lo, hi, 6)'s first candidate (once per
+        # transaction on the Sentry worker: half of the DSC's cost went to the general path's calls).
+        k = x * 1_000_000 // _SCALE  # floor(u * 10**6) < 10**6, as u < 1
+        text = f"0.{k:06d}"
+        if lo <= float(text) < hi:
+            return text
         num, den = x, _SCALE
     else:
         low, high = Fraction(lo), Fraction(hi)
         value = low + Fraction(x, _SCALE) * (high - low)
         num, den = value.numerator, value.denominator
     for decimals in range(6, 18):
-        text = _decimal_in(num, den, lo, hi, decimals)
-        if text is not None:
-            return text
+        stated = _decimal_in(num, den, lo, hi, decimals)
+        if stated is not None:
+            return stated
     return repr(lo)  # lo itself always lies in [lo, hi); unreachable for any rate a DSC can state
 
 

@@ -90,3 +90,20 @@ def test_unknown_decision_uses_the_whole_interval_and_validity() -> None:
     assert valid_sample_rand("0.5") == 0.5
     for bad in (None, "", "1", "1.0", "-0.1", "nan", "abc"):
         assert valid_sample_rand(bad) is None
+
+
+@pytest.mark.parametrize("rate", [1.0, 0.5, 0.1, 0.25, 1e-3])
+def test_the_inlined_common_case_states_what_the_general_path_states(rate: float) -> None:
+    from bridge.sample_rand import _SCALE, _decimal_in
+
+    generator = random.Random(18)
+    for _ in range(2000):
+        trace_id = generator.getrandbits(128)
+        sampled = trace_fraction(trace_id) < rate
+        lo, hi = (0.0, rate) if sampled else (rate, 1.0)
+        general = next(
+            text
+            for decimals in range(6, 18)
+            if (text := _decimal_in(trace_id & (_SCALE - 1), _SCALE, lo, hi, decimals)) is not None
+        )
+        assert sample_rand(trace_id, sampled, rate) == general
