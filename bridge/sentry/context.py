@@ -319,6 +319,11 @@ def user_ip(attributes: Mapping[str, Any]) -> str | None:
 
 def user_for(attributes: Mapping[str, Any], send_default_pii: bool) -> dict[str, str] | None:
     """``enduser.id``/``user.id`` → id, ``user.email``, ``user.name`` → username; the IP only with PII."""
+    get = attributes.get
+    if not send_default_pii and (
+        get("enduser.id") is None and get("user.id") is None and get("user.email") is None and get("user.name") is None
+    ):
+        return None  # most spans: none of the keys (read at once, without the loop's calls)
     user = {}
     for target, keys in (("id", ("enduser.id", "user.id")), ("email", ("user.email",)), ("username", ("user.name",))):
         value = first_str(attributes, *keys)

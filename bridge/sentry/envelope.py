@@ -116,6 +116,9 @@ class Envelope:
 
     def serialize(self, sent_at: Optional[datetime] = None) -> bytes:
         stamp = b'"sent_at":"%s"}\n' % _sent_at(sent_at).encode("ascii")
-        head = dumps({k: v for k, v in self.headers.items() if k != "sent_at"})  # "{...}": sent_at goes last
+        headers = self.headers
+        if "sent_at" in headers:  # rare (a caller's own): sent_at goes last, this one
+            headers = {k: v for k, v in headers.items() if k != "sent_at"}
+        head = dumps(headers)  # "{...}"
         head = head[:-1] + (b"," if len(head) > 2 else b"") + stamp
         return head + b"".join(item.serialize() for item in self.items)
