@@ -295,7 +295,8 @@ def _take(pending: list[int], wire: list[tuple[bytes, bytes, bytes]], depth: int
     size = 0
     count = 0
     for index in pending[:depth]:
-        size += sum(len(part) for part in wire[index])
+        head, length, body = wire[index]
+        size += len(head) + len(length) + len(body)
         if count and size > _MAX_BATCH_BYTES:
             break
         count += 1
