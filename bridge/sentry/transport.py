@@ -73,6 +73,7 @@ logger = logging.getLogger(__name__)
 
 Build = Callable[[], Union[None, Envelope, Sequence[Envelope]]]  # one envelope per event; several go out together
 _Task = tuple[str, Optional[Build]]  # (category, builder); no builder: a flush marker
+_Prepared = tuple[bytes, tuple[str, ...]]  # an envelope's bytes; its items' categories (client reports left out)
 
 TRANSACTION = "transaction"
 _LOG_EVERY = 60.0  # seconds between two WARNING lines for the same kind of failure
@@ -417,16 +418,20 @@ class Transport:
     def _process(self, window: list[_Task]) -> None:
         """Build and send a window's envelopes; at a flush marker (or with no task), pending losses too."""
         try:
-            envelopes: list[Envelope] = []
+            # Each envelope is serialized as soon as it is built, and only its bytes and the categories of
+            # its items are kept until the window is sent: a window of envelope objects (five containers
+            # each: the envelope, its headers, the DSC, its items, the item) kept the garbage collector
+            # busy in a saturated process (more young objects alive, more collections, more promoted).
+            prepared: list[_Prepared] = []
             for category, build in window:
                 if build is not None:
-                    envelopes.extend(self._build(category, build))
-            if envelopes:
+                    prepared.extend(_prepare(envelope) for envelope in self._build(category, build))
+            if prepared:
                 report = self._losses.take() if self._losses.pending else None  # never rate-limited
-                if report is not None:
-                    first = envelopes[0]
-                    envelopes[0] = Envelope(first.headers, [*first.items, report_item(report)])
-                self._post(envelopes, report)
+                if report is not None:  # the report rides as the first envelope's last item
+                    body, categories = prepared[0]
+                    prepared[0] = (body + report_item(report).serialize(), categories)
+                self._post(prepared, report)
             if not window or window[-1][1] is None:
                 self._send_report()
         except Exception as exc:  # the worker must survive anything
@@ -462,13 +467,12 @@ class Transport:
         if self._losses.pending:
             report = self._losses.take()
             if report is not None:
-                self._post([Envelope({}, [report_item(report)])], report)
+                self._post([_prepare(Envelope({}, [report_item(report)]))], report)
 
-    def _post(self, envelopes: list[Envelope], report: Optional[Report]) -> None:
+    def _post(self, envelopes: list[_Prepared], report: Optional[Report]) -> None:
         """POST the envelopes (pipelined when the sender can); ``report`` rides on the first one."""
         requests = []
-        for envelope in envelopes:
-            body = envelope.serialize()
+        for body, _ in envelopes:
             if self._compress and len(body) >= self._compress_from:
                 requests.append((_gzip(body), self._gzip_headers))
             else:
@@ -476,10 +480,10 @@ class Transport:
         outcomes = self._send_all(requests)
         reached = all(isinstance(outcome, Response) for outcome in outcomes)
         self._down_until = 0.0 if reached else time.monotonic() + _DOWN_FOR
-        for index, (envelope, (body, _), outcome) in enumerate(zip(envelopes, requests, outcomes)):
+        for index, ((_, categories), (body, _), outcome) in enumerate(zip(envelopes, requests, outcomes)):
             carried = report if index == 0 else None
             if not isinstance(outcome, Response):
-                self._failure("network_error", envelope, carried, None)
+                self._failure("network_error", categories, carried, None)
                 self._log.warn("network_error", "could not reach Sentry at %s: %r", self.dsn.envelope_url, outcome)
                 continue
             self._learn_limits(outcome)  # in order: what the next windows may send
@@ -488,9 +492,9 @@ class Transport:
                 if carried is not None:
                     self._reports_sent += 1
             elif outcome.status == 429:  # the server counted this one itself: not in our client reports
-                self._failure("rate_limited", envelope, carried, None)
+                self._failure("rate_limited", categories, carried, None)
             else:
-                self._failure("send_error", envelope, carried, outcome, len(body))
+                self._failure("send_error", categories, carried, outcome, len(body))
 
     def _send_all(self, requests: Sequence[tuple[bytes, Mapping[str, str]]]) -> list[Union[Response, Exception]]:
         """One outcome per request: pipelined through ``send_many`` when the sender has it."""
@@ -509,15 +513,20 @@ class Transport:
         return outcomes
 
     def _failure(
-        self, reason: str, envelope: Envelope, report: Optional[Report], response: Optional[Response], size: int = 0
+        self,
+        reason: str,
+        categories: tuple[str, ...],
+        report: Optional[Report],
+        response: Optional[Response],
+        size: int = 0,
     ) -> None:
+        """``categories``: those of the envelope's items, client reports left out."""
         self._failed[reason] = self._failed.get(reason, 0) + 1
         if report is not None:
             self._losses.restore(report)
         if reason != "rate_limited":
-            for item in envelope.items:
-                if item.type != "client_report":
-                    self._lose(reason, item.category)
+            for category in categories:
+                self._lose(reason, category)
         if response is not None and response.status == 413:
             self._log.warn("too_large", "Sentry refused an envelope as too large (HTTP 413, %d bytes)", size)
         elif response is not None:
@@ -534,6 +543,11 @@ class Transport:
 
 def _prebuilt(envelopes: list[Envelope]) -> list[Envelope]:
     return envelopes
+
+
+
+def _prepare(envelope: Envelope) -> _Prepared:
+    return envelope.serialize(), tuple(item.category for item in envelope.items if item.type != "client_report")
 
 
 _live: weakref.WeakSet[Transport] = weakref.WeakSet()
