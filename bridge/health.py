@@ -37,10 +37,17 @@ class OtlpStats:
 
 @dataclass(frozen=True)
 class LogsStats:
-    """The OTLP logs leg (bridge.logs); records the SDK's batch queue drops when full are not counted here."""
+    """The OTLP logs leg (bridge.logs)."""
 
     exported: int  # log records the collector answered with a 2xx
     failed: int  # log records in exports that failed
+    dropped: int = 0  # log records dropped because the batch queue was full
+    abandoned: int = 0  # log records still queued when shutdown's deadline came
+    queued: int = 0  # log records waiting in the batch queue now
+
+    @property
+    def lost(self) -> int:
+        return self.failed + self.dropped + self.abandoned
 
 
 @dataclass(frozen=True)

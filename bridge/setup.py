@@ -204,7 +204,14 @@ class Bridge:
         sentry = self.sentry.transport.stats() if self.sentry is not None else None
         logs = None
         if self.logs is not None and self.logs.exporter is not None:
-            logs = LogsStats(exported=self.logs.exporter.exported_records, failed=self.logs.exporter.lost_records)
+            processor = self.logs.otlp_processor
+            logs = LogsStats(
+                exported=self.logs.exporter.exported_records,
+                failed=self.logs.exporter.lost_records,
+                dropped=processor.dropped_items,
+                abandoned=processor.abandoned_items,
+                queued=processor.queued_items,
+            )
         return BridgeStats(otlp=otlp, sentry=sentry, logs=logs)
 
 
