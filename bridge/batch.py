@@ -29,19 +29,20 @@ import weakref
 from typing import Any, Callable, Optional
 
 from opentelemetry import context as context_api
-from opentelemetry.sdk._logs import ReadWriteLogRecord
+from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-__all__ = ["BoundedBatchSpanProcessor", "BoundedBatchLogRecordProcessor"]
+__all__ = ["BoundedBatchSpanProcessor", "BoundedBatchLogRecordProcessor", "call_in_fork_child"]
 
 logger = logging.getLogger(__name__)
 
 _WARN_EVERY = 60.0  # seconds between two WARNING lines about a full queue
 
 
-def _at_fork(method: Callable[[], None]) -> None:
+def call_in_fork_child(method: Callable[[], None]) -> None:
     """``os.register_at_fork(after_in_child=method)`` without keeping its object alive (as the SDK does)."""
     if not hasattr(os, "register_at_fork"):
         return
@@ -62,7 +63,7 @@ class _CountingQueue(collections.deque):  # type: ignore[type-arg]  # of the SDK
         super().__init__((), maxlen)
         self.dropped = 0
         self._lock = threading.Lock()
-        _at_fork(self._after_fork)
+        call_in_fork_child(self._after_fork)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()  # a lock held by another thread at fork() would never be released
@@ -92,7 +93,7 @@ class _Bounded:
         self._flush_result = True
         self._last_warning = float("-inf")
         self._warned_at = 0
-        _at_fork(self._after_fork)
+        call_in_fork_child(self._after_fork)
         processor = self._batch_processor
         queue = getattr(processor, "_queue", None)
         self._queue: Optional[_CountingQueue] = None
@@ -231,5 +232,28 @@ class BoundedBatchLogRecordProcessor(_Bounded, BatchLogRecordProcessor):
         self._bound(shutdown_timeout_millis)
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        super().on_emit(log_record)
+        """What the SDK's ``on_emit`` queues (a read-only record whose API record is a shallow copy without
+        the context), built for ~1.4 us instead of ~3.7 (``copy.copy`` goes through ``__reduce_ex__``).
+        The copy also drops the live exception: its text is in the attributes already, and its traceback
+        would keep every frame of it (and their locals) alive while the record waits in the queue."""
+        source = log_record.log_record
+        fields = getattr(source, "__dict__", None)
+        if fields is None:  # not the API's plain record: the SDK's own way
+            super().on_emit(log_record)
+        else:
+            api_record = _new(type(source))
+            api_record.__dict__.update(fields)
+            api_record.context = _EMPTY_CONTEXT
+            api_record.exception = None
+            resource = log_record.resource if log_record.resource is not None else _empty_resource()
+            readable = ReadableLogRecord(api_record, resource, log_record.instrumentation_scope, log_record.limits)
+            self._batch_processor.emit(readable)
         self._warn_if_dropped()
+
+
+_new = object.__new__
+_EMPTY_CONTEXT = context_api.Context()  # immutable: one empty context serves every queued record
+
+
+def _empty_resource() -> Resource:
+    return Resource.create({})

@@ -144,12 +144,18 @@ def build_log_exporter(options: Options, name: str) -> LogRecordExporter:
     if not any(isinstance(existing, OncePerInterval) for existing in sdk_logger.filters):
         sdk_logger.addFilter(OncePerInterval())
     compression = {"gzip": Compression.Gzip, "deflate": Compression.Deflate, "none": Compression.NoCompression}
-    return DirectOTLPLogExporter(
-        endpoint=options.logs_endpoint,
-        headers=dict(options.logs_headers),
-        timeout=options.logs_timeout,
-        compression=compression[options.logs_compression],
-    )
+    from bridge.otlp_transport import socket_transport
+
+    settings: dict[str, Any] = {
+        "endpoint": options.logs_endpoint,
+        "headers": dict(options.logs_headers),
+        "timeout": options.logs_timeout,
+        "compression": compression[options.logs_compression],
+    }
+    transport = socket_transport(options.logs_endpoint, "LOGS")  # None: the exporter's own (requests)
+    if transport is not None:
+        return DirectOTLPLogExporter(**settings, _transport=transport)
+    return DirectOTLPLogExporter(**settings)
 
 
 class DirectOTLPLogExporter(OTLPLogExporter):

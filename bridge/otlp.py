@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bridge.config import Options
 from bridge.otlp_encode import encode_spans
+from bridge.otlp_transport import socket_transport
 
 __all__ = [
     "CountingSpanExporter",
@@ -148,10 +150,13 @@ def throttle_sdk_logs(interval: float = 60.0) -> None:
 
 def build_otlp_exporter(options: Options) -> CountingSpanExporter:
     throttle_sdk_logs()
-    exporter = DirectOTLPSpanExporter(
-        endpoint=options.otlp_endpoint,
-        headers=dict(options.otlp_headers),
-        timeout=options.otlp_timeout,
-        compression=_COMPRESSION[options.otlp_compression],
-    )
-    return CountingSpanExporter(exporter)
+    settings: dict[str, Any] = {
+        "endpoint": options.otlp_endpoint,
+        "headers": dict(options.otlp_headers),
+        "timeout": options.otlp_timeout,
+        "compression": _COMPRESSION[options.otlp_compression],
+    }
+    transport = socket_transport(options.otlp_endpoint, "TRACES")  # None: the exporter's own (requests)
+    if transport is not None:
+        return CountingSpanExporter(DirectOTLPSpanExporter(**settings, _transport=transport))
+    return CountingSpanExporter(DirectOTLPSpanExporter(**settings))
