@@ -43,7 +43,7 @@ from opentelemetry.sdk.resources import Resource
 
 from bridge.batch import BoundedBatchLogRecordProcessor
 from bridge.config import Options
-from bridge.otlp import FAILED_EXPORT_PAUSE, throttle_sdk_logs
+from bridge.otlp import FAILED_EXPORT_PAUSE, post_encoded, throttle_sdk_logs
 from bridge.otlp_encode import encode_logs
 
 if TYPE_CHECKING:
@@ -167,23 +167,8 @@ class DirectOTLPLogExporter(OTLPLogExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         if self._shutdown:
             return super().export(batch)  # the SDK's own warning and FAILURE
-        try:
-            body = encode_logs(batch)
-        except Exception:
-            logger.exception("otel-sentry-bridge: could not encode %d log records for OTLP", len(batch))
-            return LogRecordExportResult.FAILURE
-        limit = self._max_request_size
-        if limit > 0 and len(body) > limit:
-            logger.warning(
-                "Dropping logs batch: serialized size %d bytes exceeds max_request_size %d", len(body), limit
-            )
-            return LogRecordExportResult.FAILURE
-        with self._metrics.export_operation(len(batch)) as result:
-            outcome = self._client.export(body)
-            if not outcome.success:
-                result.error = outcome.error
-                return LogRecordExportResult.FAILURE
-        return LogRecordExportResult.SUCCESS
+        delivered = post_encoded(self, batch, encode_logs, "log records")
+        return LogRecordExportResult.SUCCESS if delivered else LogRecordExportResult.FAILURE
 
 
 class LogsLeg:

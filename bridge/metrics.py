@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import sys
-import threading
 import time
-import weakref
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,7 +53,7 @@ from opentelemetry.semconv.metrics import MetricInstruments
 from opentelemetry.semconv.metrics.http_metrics import HTTP_SERVER_REQUEST_DURATION
 
 from bridge.config import Options
-from bridge.sentry.http import HttpClient
+from bridge.otlp_transport import SocketTransport
 from bridge.version import __version__
 
 __all__ = [
@@ -195,12 +192,10 @@ class OtlpMetricExporter(MetricExporter):
             **({"Content-Encoding": compression} if compression in _COMPRESS else {}),
             **dict(headers or {}),
         }
-        self._client = HttpClient(endpoint, timeout=timeout)
-        self._lock = threading.Lock()
+        self._transport = SocketTransport(endpoint)
         self._warn_interval = warn_interval
         self._last_warning = float("-inf")
         self._closed = False
-        _drop_connection_at_fork(self)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         if self._closed:
@@ -213,18 +208,10 @@ class OtlpMetricExporter(MetricExporter):
         except Exception:
             logger.warning("otel-sentry-bridge: could not encode metrics", exc_info=True)
             return MetricExportResult.FAILURE
-        with self._lock:
-            if self._closed:
-                return MetricExportResult.FAILURE
-            self._client.timeout = max(0.001, min(self.timeout, timeout_millis / 1000))
-            try:
-                status: Optional[int] = self._client.send(body, self._headers).status
-                problem = f"HTTP {status}"
-            except OSError as exc:
-                self._client.close()
-                status, problem = None, f"{type(exc).__name__}: {exc}"
-            if self._closed:  # shut down meanwhile (it did not wait for this export)
-                self._client.close()
+        timeout = max(0.001, min(self.timeout, timeout_millis / 1000))
+        answer = self._transport.request("POST", self.endpoint, headers=self._headers, timeout=timeout, data=body)
+        status = answer.status_code
+        problem = f"HTTP {status}" if answer.error is None else f"{type(answer.error).__name__}: {answer.error}"
         if status is not None and 200 <= status < 300:
             self.exported += 1
             return MetricExportResult.SUCCESS
@@ -263,29 +250,7 @@ class OtlpMetricExporter(MetricExporter):
         """Stop; never waits for an export in flight to a hung collector (that one closes the connection
         itself when its own timeout ends)."""
         self._closed = True
-        if self._lock.acquire(blocking=False):
-            try:
-                self._client.close()
-            finally:
-                self._lock.release()
-
-    def _after_fork(self) -> None:
-        # The parent's connection is not ours to use (nor to shut down); the next export opens a new one.
-        self._lock = threading.Lock()
-        self._client.close()
-
-
-def _drop_connection_at_fork(exporter: OtlpMetricExporter) -> None:
-    if not hasattr(os, "register_at_fork"):
-        return
-    weak = weakref.ref(exporter)
-
-    def after_in_child() -> None:
-        alive = weak()
-        if alive is not None:
-            alive._after_fork()
-
-    os.register_at_fork(after_in_child=after_in_child)
+        self._transport.close()
 
 
 # -- the leg ------------------------------------------------------------------------------------------

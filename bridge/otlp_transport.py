@@ -100,6 +100,9 @@ class SocketTransport(BaseHTTPTransport):
             except OSError as error:
                 self._client.close()
                 return SocketResult(error=error)
+            finally:
+                if self._closed:  # closed meanwhile (close() did not wait for this request)
+                    self._client.close()
         return SocketResult(
             status_code=response.status, reason=None, response_headers=response.headers, body=response.body
         )
