@@ -144,18 +144,17 @@ def build_log_exporter(options: Options, name: str) -> LogRecordExporter:
     if not any(isinstance(existing, OncePerInterval) for existing in sdk_logger.filters):
         sdk_logger.addFilter(OncePerInterval())
     compression = {"gzip": Compression.Gzip, "deflate": Compression.Deflate, "none": Compression.NoCompression}
-    from bridge.otlp_transport import socket_transport
+    from bridge.otlp_transport import otlp_http_exporter
 
-    settings: dict[str, Any] = {
-        "endpoint": options.logs_endpoint,
-        "headers": dict(options.logs_headers),
-        "timeout": options.logs_timeout,
-        "compression": compression[options.logs_compression],
-    }
-    transport = socket_transport(options.logs_endpoint, "LOGS")  # None: the exporter's own (requests)
-    if transport is not None:
-        return DirectOTLPLogExporter(**settings, _transport=transport)
-    return DirectOTLPLogExporter(**settings)
+    exporter: LogRecordExporter = otlp_http_exporter(
+        DirectOTLPLogExporter,
+        "LOGS",
+        endpoint=options.logs_endpoint,
+        headers=dict(options.logs_headers),
+        timeout=options.logs_timeout,
+        compression=compression[options.logs_compression],
+    )
+    return exporter
 
 
 class DirectOTLPLogExporter(OTLPLogExporter):

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bridge.config import Options
 from bridge.otlp_encode import encode_spans
-from bridge.otlp_transport import socket_transport
+from bridge.otlp_transport import otlp_http_exporter
 
 __all__ = [
     "CountingSpanExporter",
@@ -156,13 +156,12 @@ def throttle_sdk_logs(interval: float = 60.0) -> None:
 
 def build_otlp_exporter(options: Options) -> CountingSpanExporter:
     throttle_sdk_logs()
-    settings: dict[str, Any] = {
-        "endpoint": options.otlp_endpoint,
-        "headers": dict(options.otlp_headers),
-        "timeout": options.otlp_timeout,
-        "compression": _COMPRESSION[options.otlp_compression],
-    }
-    transport = socket_transport(options.otlp_endpoint, "TRACES")  # None: the exporter's own (requests)
-    if transport is not None:
-        return CountingSpanExporter(DirectOTLPSpanExporter(**settings, _transport=transport))
-    return CountingSpanExporter(DirectOTLPSpanExporter(**settings))
+    exporter = otlp_http_exporter(
+        DirectOTLPSpanExporter,
+        "TRACES",
+        endpoint=options.otlp_endpoint,
+        headers=dict(options.otlp_headers),
+        timeout=options.otlp_timeout,
+        compression=_COMPRESSION[options.otlp_compression],
+    )
+    return CountingSpanExporter(exporter)

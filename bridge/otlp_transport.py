@@ -30,7 +30,7 @@ import threading
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 from urllib.parse import urlsplit
 
 from opentelemetry.exporter.http.transport._base import BaseHTTPResult, BaseHTTPTransport
@@ -38,9 +38,10 @@ from opentelemetry.exporter.http.transport._base import BaseHTTPResult, BaseHTTP
 from bridge.batch import call_in_fork_child
 from bridge.sentry.http import HttpClient, ProtocolError
 
-__all__ = ["SocketTransport", "SocketResult", "socket_transport"]
+__all__ = ["SocketTransport", "SocketResult", "socket_transport", "otlp_http_exporter"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _CREDENTIAL_PROVIDER = "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER"
 
@@ -156,6 +157,15 @@ def socket_transport(endpoint: str, signal: str) -> Optional[SocketTransport]:
             )
             return None
     return SocketTransport(endpoint, context)
+
+
+def otlp_http_exporter(exporter_class: Callable[..., T], signal: str, *, endpoint: str, **settings: Any) -> T:
+    """``exporter_class(endpoint=endpoint, **settings)`` (one of OpenTelemetry's OTLP/HTTP exporters) over a
+    :class:`SocketTransport` where :func:`socket_transport` gives one, else over its own client."""
+    transport = socket_transport(endpoint, signal)
+    if transport is not None:
+        return exporter_class(endpoint=endpoint, _transport=transport, **settings)
+    return exporter_class(endpoint=endpoint, **settings)
 
 
 def _setting(signal: str, name: str) -> Optional[str]:
