@@ -4,7 +4,7 @@ The bridge in this process → agent → tier 1 (load-balancing exporter, static
 samplers → two ``otel-sentry-bridge serve`` replicas → a real Bugsink, and a trace backend per sampler
 (the test OTLP receiver). Every collector runs a file of collector-config/ as written, with loopback ports
 and test timings given by ``--set`` and environment variables (``tests/collector_support.py``); each
-``serve`` demands a bearer token and speaks TLS only, as it should beyond loopback. Nothing
+``serve`` demands a bearer token and a client certificate (mutual TLS), as it should beyond loopback. Nothing
 waits by sleeping: readiness comes from the health_check extension and /health, progress from the
 collectors' own counters and the receivers.
 """
@@ -12,6 +12,7 @@ collectors' own counters and the receivers.
 from __future__ import annotations
 
 import math
+import ssl
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -115,6 +116,11 @@ def _security_of(serve: Serve) -> dict[str, Any]:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=5, context=serve.tls())
     assert refused.value.code == 401
+    # Without a client certificate the TLS handshake itself is refused: no HTTP answer at all
+    no_certificate = ssl.create_default_context(cafile=str(serve.pki.ca))
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+        with urllib.request.urlopen(request, timeout=5, context=no_certificate) as answer:
+            answer.read()
     security: dict[str, Any] = serve.health()["security"]
     return security
 
