@@ -305,3 +305,52 @@ def test_the_pipeline_benchmark_runs(otelcol: Path) -> None:
     assert summary, done.stdout
     failing, kept, transactions = map(int, summary.groups())
     assert failing == 4 and kept >= failing and transactions == kept  # each kept trace became a transaction
+
+
+def test_a_collector_with_a_wrong_token_is_refused_and_counts_its_loss(otelcol: Path, workdir: Path) -> None:
+    """A single-node collector given the wrong BRIDGE_SERVE_TOKEN: serve answers 401 to every export (and
+    counts each refusal in /health), nothing reaches Sentry, and the collector counts the spans it lost."""
+    from tests.httpserver import unused_port
+    from tests.peers.sentry import SentryReceiver
+    from tests.tls_support import make_pki
+
+    pki = make_pki(workdir / "pki")
+    with SentryReceiver() as sentry:
+        serve = Serve(sentry.dsn, workdir, "serve-wrong-token", pki)
+        try:
+            serve.start()
+            collector = Collector(
+                otelcol,
+                [CONFIG_DIR / "single-node.yaml"],
+                workdir,
+                name="single-node-wrong-token",
+                listen=[HTTP],
+                sets={
+                    "processors::tail_sampling::decision_wait": "1s",
+                    "exporters::otlphttp/bridge::retry_on_failure::enabled": "false",
+                },
+                env={
+                    "BRIDGE_SERVE_TRACES_ENDPOINT": serve.traces_url,
+                    "BRIDGE_SERVE_LOGS_ENDPOINT": serve.traces_url.replace("/v1/traces", "/v1/logs"),
+                    "BRIDGE_SERVE_TOKEN": "not-the-token",
+                    "BRIDGE_SERVE_CA_FILE": str(pki.ca),
+                    "BRIDGE_SERVE_CLIENT_CERT_FILE": str(pki.client_cert),
+                    "BRIDGE_SERVE_CLIENT_KEY_FILE": str(pki.client_key),
+                    "BACKEND_ENDPOINT": f"127.0.0.1:{unused_port()}",  # the trace backend: not this test's
+                },
+            )
+            with collector:
+                url = f"http://127.0.0.1:{collector.port(HTTP)}/v1/traces"
+                _drive(_start_bridge("shop", url), ["/raise/1"])
+                failed = "otelcol_exporter_send_failed_spans"
+                wait_until(
+                    lambda: collector.metric(failed, exporter="otlphttp/bridge") >= SPANS_PER_TRACE,
+                    30,
+                    lambda: f"{collector.metric(failed, exporter='otlphttp/bridge')} spans counted lost; "
+                    f"{collector.log_tail()}",
+                )
+                security = serve.health()["security"]
+        finally:
+            serve.stop()
+        assert security["refused"].get("unauthorized", 0) >= 1, security
+        assert sentry.events() == [] and sentry.transactions() == []
