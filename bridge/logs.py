@@ -4,16 +4,19 @@ Off unless ``OTEL_LOGS_EXPORTER`` names an exporter (``otlp``, ``console``): an 
 already go somewhere (files, stdout collected by the platform), and sending each record a second time, over
 the network, is a cost the user must choose (docs/logs.md).
 
-- One :class:`LoggerProvider` with one ``BatchLogRecordProcessor`` per exporter (``OTEL_BLRP_*``); the SDK's
-  processor restarts its worker in a ``fork()`` child, as the traces leg does.
+- One :class:`LoggerProvider` with one batch processor per exporter (``OTEL_BLRP_*``): the SDK's
+  ``BatchLogRecordProcessor`` with its drops counted and its waits bounded (``bridge.batch``); it restarts
+  its worker in a ``fork()`` child, as the traces leg does. The OTLP exporter is OpenTelemetry's, with the
+  body written by ``bridge.otlp_encode.encode_logs`` and the POST made by ``bridge.otlp_transport``: what
+  lets the exporting thread keep pace with a logging-heavy app.
 - One handler, :class:`OtlpLogHandler`, on the root logger. Not the SDK's ``LoggingHandler`` (deprecated in
   the pinned SDK in favour of ``opentelemetry-instrumentation-logging``'s): a second OTel handler found on
   the root logger means the bridge adds none, so that no record is exported twice. The bridge's provider is
   not made global, so ``opentelemetry-instrumentation-logging``'s handler (which ``opentelemetry-instrument``
   installs when that package is present) finds no provider and exports nothing.
-- Records of the bridge's and OpenTelemetry's own loggers, and any record logged on the log exporter's
-  worker thread (``urllib3`` while it posts), are left out: exporting them would feed the exporter its own
-  chatter.
+- Records of the bridge's and OpenTelemetry's own loggers, and any record logged on the log exporter's worker
+  thread (``urllib3`` while it posts, where a proxy keeps ``requests``), are left out: exporting them would
+  feed the exporter its own chatter.
 - Each record carries the trace and span ids of the span current when it was logged.
 
 :func:`emit_exception` is the switch of ``OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN`` for the exceptions the
