@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from opentelemetry.exporter.http.transport._base import BaseHTTPResult, BaseHTTPTransport
 
 from bridge.batch import call_in_fork_child
-from bridge.sentry.http import HttpClient, ProtocolError
+from bridge.sentry.http import AnswerTimeout, HttpClient, ProtocolError
 
 __all__ = ["SocketTransport", "SocketResult", "socket_transport", "otlp_http_exporter"]
 
@@ -109,9 +109,13 @@ class SocketTransport(BaseHTTPTransport):
         )
 
     def is_connection_error(self, exception: Optional[Exception]) -> bool:
-        """Worth one more try (the OTLP exporters retry these with backoff): no answer came, for a reason
-        other than a server that spoke something that is not HTTP."""
-        return isinstance(exception, OSError) and not isinstance(exception, (ProtocolError, ssl.SSLError))
+        """Worth one more try (the OTLP exporters retry these with backoff): the request did not get through
+        (refused, reset, closed before an answer, not written in time). Not: an answer that did not come in
+        time (the collector may have the data: ``requests``' read timeout is not retried either), a server
+        that spoke something that is not HTTP, a TLS failure."""
+        if isinstance(exception, (AnswerTimeout, ProtocolError, ssl.SSLError)):
+            return False
+        return isinstance(exception, OSError)
 
     def close(self) -> None:
         """Stop. Never waits for a request in flight to a hung collector: that one closes the connection

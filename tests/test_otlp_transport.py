@@ -162,3 +162,27 @@ def test_a_forked_child_opens_its_own_connection(monkeypatch: pytest.MonkeyPatch
         assert bridge.flush(5)
         assert sorted(r.body for r in receiver.records) == ["child", "parent", "parent again"]
         assert receiver.connections == 2
+
+
+def test_an_answer_that_never_comes_is_not_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request was written and the collector may have it: as with ``requests``' read timeout, the
+    exporter does not retry it (a refused connection is retried: the retry-policy test above)."""
+    hold = True
+
+    def hang_first(request: Request) -> Reply:
+        nonlocal hold
+        if hold:
+            hold = False
+            return Reply(hang=True)
+        return accept(request)
+
+    with OtlpLogsReceiver(hang_first) as receiver:
+        _logs_leg(monkeypatch, receiver.endpoint, OTEL_EXPORTER_OTLP_LOGS_TIMEOUT="0.5")
+        app_logger.warning("held")
+        bridge.flush(5)
+        assert [r.body for r in receiver.records] == ["held"]  # one POST: not sent again
+        app_logger.warning("next")
+        assert bridge.flush(5)
+        assert [r.body for r in receiver.records] == ["held", "next"]
+        stats = bridge.stats().logs
+        assert stats is not None and (stats.exported, stats.failed) == (1, 1)
