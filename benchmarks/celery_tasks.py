@@ -25,6 +25,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from benchmarks.sink import SinkProcess
@@ -60,8 +61,7 @@ def _app(config: str, otlp: str, dsn: str) -> tuple[Any, Any]:
         import bridge
         from bridge.frameworks.celery import instrument
 
-        bridge.init(otlp_endpoint=otlp, dsn=dsn, service_name="celery-benchmark", sentry_queue_size=100_000,
-                    bsp_max_queue_size=100_000)  # fmt: skip
+        bridge.init(otlp_endpoint=otlp, dsn=dsn, service_name="celery-benchmark")  # library defaults
         instrument()
         flush = lambda: bridge.flush(30)  # noqa: E731
     from celery import Celery
@@ -95,8 +95,24 @@ def run_child(config: str, tasks: int, otlp: str, dsn: str) -> dict[str, Any]:
     from benchmarks.rss import peak_rss_mb
 
     rss_mb = peak_rss_mb()
-    return {"config": config, "tasks": tasks, "cpu_us": cpu / tasks * 1e6, "wall_us": wall / tasks * 1e6,
-            "rss_mb": rss_mb}  # fmt: skip
+    result = {"config": config, "tasks": tasks, "cpu_us": cpu / tasks * 1e6, "wall_us": wall / tasks * 1e6,
+              "rss_mb": rss_mb}  # fmt: skip
+    if config == "bridge":
+        import bridge
+
+        result["bridge_stats"] = _plain(bridge.stats())
+    return result
+
+
+def _plain(value: Any) -> Any:
+    """``bridge.stats()`` (dataclasses) as JSON-ready dicts."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: _plain(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value
 
 
 def measure(
@@ -122,13 +138,14 @@ def measure(
 
 def report(results: dict[str, dict[str, Any]]) -> str:
     base = results.get("plain", {}).get("cpu_us", 0.0)
-    lines = ["| config | CPU µs/task | overhead µs/task | wall µs/task | OTLP spans | Sentry tx | Sentry errors |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| config | CPU µs/task | overhead µs/task | wall µs/task | peak RSS MB | OTLP spans | Sentry tx | "
+             "Sentry errors | client reports |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for config, result in results.items():
         counts = result["counts"]
         lines.append(
             f"| {config} | {result['cpu_us']:.1f} | {result['cpu_us'] - base:.1f} | {result['wall_us']:.1f} | "
-            f"{counts['otlp_spans']} | {counts['sentry_transactions']} | {counts['sentry_errors']} |"
+            f"{result['rss_mb']:.1f} | {counts['otlp_spans']} | {counts['sentry_transactions']} | "
+            f"{counts['sentry_errors']} | {counts.get('client_reports') or '-'} |"
         )
     return "\n".join(lines)
 
