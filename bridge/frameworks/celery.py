@@ -41,7 +41,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from bridge.frameworks.celery_beat import finish_beat_check_in
+from bridge.frameworks.celery_beat import finish_beat_check_in, started_by_beat
 
 __all__ = ["instrument", "uninstrument", "BridgeCeleryInstrumentor", "lost_runs", "BEAT_ENV"]
 
@@ -260,6 +260,8 @@ def _report_lost_run(task: Any, task_id: Optional[str], exc: BaseException) -> N
 
 def _on_success(sender: Any = None, **_: Any) -> None:
     try:
+        if not started_by_beat(sender):  # every task: the span is looked up only for beat's runs
+            return
         task_id = getattr(getattr(sender, "request", None), "id", None)
         span = _run_span(sender, task_id)
         finish_beat_check_in(sender, span, "ok")
@@ -269,6 +271,8 @@ def _on_success(sender: Any = None, **_: Any) -> None:
 
 def _on_retry(sender: Any = None, request: Any = None, **_: Any) -> None:
     try:
+        if not started_by_beat(sender):
+            return
         span = _run_span(sender, getattr(request, "id", None))
         finish_beat_check_in(sender, span, "error")  # sentry-sdk's rule: a retried beat run failed
     except Exception:
