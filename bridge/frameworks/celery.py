@@ -222,7 +222,9 @@ def _on_failure(
         throws = getattr(sender, "throws", ()) or ()
         if exc is None or (throws and isinstance(exc, tuple(throws))):
             return  # an expected failure: the run failed, no error event (sentry-sdk's rule)
-        capturing.record_exception(None, span, exc, handled=False)
+        # An unsampled run's span records nothing: the event still names its task and carries its context.
+        known = None if span.is_recording() or task_id is None else _task_attributes(sender, task_id)
+        capturing.record_exception(None, span, exc, handled=False, root_attributes=known)
     except Exception:
         logger.warning("otel-sentry-bridge: could not record a task's failure", exc_info=True)
 
