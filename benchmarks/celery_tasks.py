@@ -1,6 +1,6 @@
 """Per-task overhead of tracing Celery tasks: the bridge against its references.
 
-    python -m benchmarks.celery_tasks [--tasks 5000] [--json FILE] [--smoke]
+    python -m benchmarks.celery_tasks [--tasks 5000] [--repeat R] [--json FILE] [--smoke]
 
 Each configuration runs in a fresh process (so no SDK patches another's Celery), against the counting sink
 (benchmarks/sink.py: OTLP/HTTP and Sentry envelopes, in its own process):
@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from benchmarks.sink import SinkProcess
@@ -60,8 +62,7 @@ def _app(config: str, otlp: str, dsn: str) -> tuple[Any, Any]:
         import bridge
         from bridge.frameworks.celery import instrument
 
-        bridge.init(otlp_endpoint=otlp, dsn=dsn, service_name="celery-benchmark", sentry_queue_size=100_000,
-                    bsp_max_queue_size=100_000)  # fmt: skip
+        bridge.init(otlp_endpoint=otlp, dsn=dsn, service_name="celery-benchmark")  # library defaults
         instrument()
         flush = lambda: bridge.flush(30)  # noqa: E731
     from celery import Celery
@@ -95,40 +96,110 @@ def run_child(config: str, tasks: int, otlp: str, dsn: str) -> dict[str, Any]:
     from benchmarks.rss import peak_rss_mb
 
     rss_mb = peak_rss_mb()
-    return {"config": config, "tasks": tasks, "cpu_us": cpu / tasks * 1e6, "wall_us": wall / tasks * 1e6,
-            "rss_mb": rss_mb}  # fmt: skip
+    result = {"config": config, "tasks": tasks, "cpu_us": cpu / tasks * 1e6, "wall_us": wall / tasks * 1e6,
+              "rss_mb": rss_mb}  # fmt: skip
+    if config == "bridge":
+        import bridge
+
+        result["bridge_stats"] = _plain(bridge.stats())
+    return result
+
+
+def _plain(value: Any) -> Any:
+    """``bridge.stats()`` (dataclasses) as JSON-ready dicts."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: _plain(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value
 
 
 def measure(
-    configs: tuple[str, ...], tasks: int, sink: Optional[SinkProcess] = None, env: Optional[dict[str, str]] = None
+    configs: tuple[str, ...],
+    tasks: int,
+    sink: Optional[SinkProcess] = None,
+    env: Optional[dict[str, str]] = None,
+    repeat: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """Each configuration in a fresh process against ``sink`` (one of its own when None)."""
+    """Each configuration in a fresh process against ``sink`` (one of its own when None), ``repeat`` rounds.
+
+    The rounds are interleaved (the order rotates each round, so drift on a shared machine hits every
+    configuration alike); ``cpu_us`` and ``wall_us`` are the medians, ``rss_mb`` the highest peak, and
+    ``counts`` are summed over the rounds (each round sends ``tasks`` + 20 warm-up tasks), so a loss in any
+    round shows. Every round is in ``rounds``.
+    """
     if sink is None:
         with SinkProcess(sys.executable) as own:
-            return measure(configs, tasks, own, env)
+            return measure(configs, tasks, own, env, repeat)
+    rounds: dict[str, list[dict[str, Any]]] = {config: [] for config in configs}
+    for number in range(max(1, repeat)):
+        shift = number % len(configs)
+        for config in configs[shift:] + configs[:shift]:
+            rounds[config].append(_run_once(config, tasks, sink, env))
     results: dict[str, dict[str, Any]] = {}
     for config in configs:
-        sink.reset()
-        command = [sys.executable, "-m", "benchmarks.celery_tasks", "--child", config, "--tasks", str(tasks),
-                   "--otlp", sink.otlp_endpoint, "--dsn", sink.dsn]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
-        if done.returncode != 0:
-            raise RuntimeError(f"celery_tasks {config} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        result["counts"] = sink.counts()
+        runs = rounds[config]
+        result = dict(runs[0])
+        result.update(
+            cpu_us=statistics.median(run["cpu_us"] for run in runs),
+            wall_us=statistics.median(run["wall_us"] for run in runs),
+            rss_mb=max(run["rss_mb"] for run in runs),
+            counts=_summed([run["counts"] for run in runs]),
+            repeat=len(runs),
+            rounds=runs,
+        )
         results[config] = result
     return results
 
 
+def _run_once(config: str, tasks: int, sink: SinkProcess, env: Optional[dict[str, str]]) -> dict[str, Any]:
+    sink.reset()
+    command = [sys.executable, "-m", "benchmarks.celery_tasks", "--child", config, "--tasks", str(tasks),
+               "--otlp", sink.otlp_endpoint, "--dsn", sink.dsn]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"celery_tasks {config} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["counts"] = sink.counts()
+    return result
+
+
+def _summed(counts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sink's counts of several rounds added up (numbers, and the client reports' reason:category)."""
+    total: dict[str, Any] = {}
+    for one in counts:
+        for key, value in one.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, dict)):
+                total[key] = value if key not in total or not total[key] else total[key]
+            elif isinstance(value, dict):
+                merged = total.setdefault(key, {})
+                for name, quantity in value.items():
+                    merged[name] = merged.get(name, 0) + quantity
+            else:
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+_CHANNELS = {"plain": (), "otel": ("otlp_spans",), "sentry": ("sentry_transactions", "sentry_errors"),
+             "bridge": ("otlp_spans", "sentry_transactions", "sentry_errors")}  # fmt: skip
+
+
 def report(results: dict[str, dict[str, Any]]) -> str:
+    """One row per configuration; delivered/expected per channel it exports (summed over the rounds)."""
     base = results.get("plain", {}).get("cpu_us", 0.0)
-    lines = ["| config | CPU µs/task | overhead µs/task | wall µs/task | OTLP spans | Sentry tx | Sentry errors |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| config | CPU µs/task | overhead µs/task | wall µs/task | peak RSS MB | OTLP spans | Sentry tx | "
+             "Sentry errors | client reports |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for config, result in results.items():
         counts = result["counts"]
+        runs = (result["tasks"] + _WARMUP) * result.get("repeat", 1)
+        expected = {"otlp_spans": runs, "sentry_transactions": runs, "sentry_errors": runs // 10}
+        cells = [f"{counts[channel]}/{expected[channel]}" if channel in _CHANNELS.get(config, expected) else "—"
+                 for channel in ("otlp_spans", "sentry_transactions", "sentry_errors")]  # fmt: skip
         lines.append(
             f"| {config} | {result['cpu_us']:.1f} | {result['cpu_us'] - base:.1f} | {result['wall_us']:.1f} | "
-            f"{counts['otlp_spans']} | {counts['sentry_transactions']} | {counts['sentry_errors']} |"
+            f"{result['rss_mb']:.1f} | {' | '.join(cells)} | {counts.get('client_reports') or '-'} |"
         )
     return "\n".join(lines)
 
@@ -136,6 +207,7 @@ def report(results: dict[str, dict[str, Any]]) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds (median CPU; counts summed)")
     parser.add_argument("--smoke", action="store_true", help="200 tasks: checks the harness, measures nothing")
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
@@ -145,7 +217,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.child:
         print(json.dumps(run_child(args.child, args.tasks, args.otlp, args.dsn)))
         return 0
-    results = measure(CONFIGS, 200 if args.smoke else args.tasks)
+    results = measure(CONFIGS, 200 if args.smoke else args.tasks, repeat=1 if args.smoke else args.repeat)
     print(report(results))
     if args.json:
         with open(args.json, "w") as out:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-__all__ = ["CHANNELS", "expected", "summarize", "targets", "markdown"]
+__all__ = ["CHANNELS", "expected", "summarize", "targets", "surface_targets", "markdown"]
 
 CHANNELS = ("otlp_spans", "sentry_transactions", "sentry_errors")
 _CHANNEL_TITLES = {"otlp_spans": "OTLP spans", "sentry_transactions": "Sentry tx", "sentry_errors": "Sentry errors"}
@@ -181,6 +181,26 @@ def targets(
     if not sentry_leg:
         for target in result:
             target.detail = _join(target.detail, "e is OTLP-only in this run")
+    return result
+
+
+def surface_targets(surfaces: dict[str, Any]) -> list[Target]:
+    """Every new signal included: on each surface (``benchmarks.surfaces``), each of the bridge's rows (the
+    first of each pair) delivered everything it was given, in every channel the sink counts."""
+    result = []
+    for surface, measured in surfaces.items():
+        rows = measured.get("rows", {})
+        for key in dict.fromkeys(pair[0] for pair in measured.get("pairs", [])):
+            row = rows.get(key, {})
+            delivered = row.get("delivered", {})
+            if not delivered:
+                continue  # nothing sent anywhere in this configuration (only its CPU is compared)
+            lost = sum(max(0, want - got) for got, want in delivered.values())
+            total = sum(want for _, want in delivered.values())
+            where = [f"{channel} {got}/{want}" for channel, (got, want) in delivered.items() if got != want]
+            detail = "; ".join(where) or f"{total} items, all delivered"
+            name = f"{surface}: {row.get('label', key)} loses nothing"
+            result.append(Target(name, float(lost), 0, lost == 0, detail))
     return result
 
 

@@ -203,7 +203,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             _log("NOTICE: wrk is missing (Debian: `apt-get install wrk`): the gunicorn figures are skipped.")
     inprocess, by_worker = _measure(args, wrk)
     surface_results = surfaces.measure(args.surfaces, _child_env(), args.smoke, _log) if args.surfaces else {}
-    found = report.targets(inprocess, by_worker, leg)
+    found = report.targets(inprocess, by_worker, leg) + report.surface_targets(surface_results)
     load_after = os.getloadavg()
     machine = {
         "cpus": os.cpu_count(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bridge.asgi import BridgeASGIMiddleware
 from bridge.errors import ConfigError
-from bridge.health import BridgeStats, OtlpStats
+from bridge.health import BridgeStats, LogsStats, MetricsStats, OtlpStats
 from bridge.jobs import monitor, trace
 from bridge.scope import (
     add_breadcrumb,
@@ -41,6 +41,8 @@ __all__ = [
     "flush",
     "init",
     "monitor",
+    "LogsStats",
+    "MetricsStats",
     "OtlpStats",
     "set_tag",
     "set_user",

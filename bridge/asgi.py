@@ -84,6 +84,26 @@ def _merged_headers(raw: Any) -> dict[str, str]:
     return merged
 
 
+def content_length(headers: Mapping[str, str]) -> Optional[int]:
+    """The ``content-length`` of merged headers as a byte count; None when absent or not one number."""
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        return None
+    return size if size >= 0 else None
+
+
+def _response_content_length(raw: Any) -> Optional[int]:
+    """``content-length`` from raw ASGI response headers, without merging them all (most responses)."""
+    for name, value in raw or ():
+        if len(name) == 14 and _text(name).lower() == "content-length":
+            return content_length({"content-length": _text(value)})
+    return None
+
+
 class _HeaderEnviron(Mapping[str, str]):
     """The ASGI request's headers shown as a WSGI environ's (``HTTP_USER_AGENT``...), for the Sentry error's
     ``request.headers``. Read only when an error or message is recorded, never on the request's hot path."""
@@ -328,6 +348,8 @@ class BridgeASGIMiddleware(ServerMiddleware):
             self.guard.call("request_hook", hook, span, scope)
         if kind == "http":  # as OpenTelemetry's middleware: HTTP requests are measured, WebSockets not
             self.measure(request, bridge, attributes)
+            if request.measure is not None:
+                request.measure.request_size = content_length(headers)
         return request
 
 
@@ -496,6 +518,8 @@ class _AsgiRequest(ServerRequest):
         span = self.span
         self.name_route()
         measure = self.measure
+        if measure is not None:
+            measure.response_size = _response_content_length(message.get("headers"))
         if measure is not None or span.is_recording():  # the metrics take the status code and error.type
             middleware._set_status_code(
                 span, message.get("status"), None if measure is None else measure.response, middleware._mode

@@ -1,7 +1,8 @@
-"""The OTLP leg's batch span processor: OpenTelemetry's own, with every loss counted and every wait bounded.
+"""The OTLP legs' batch processors: OpenTelemetry's own, with every loss counted and every wait bounded.
 
-OpenTelemetry's ``BatchSpanProcessor`` (SDK 1.45) is kept for what it does well (a bounded queue, one
-exporting thread, restart after ``fork()``). Three things are added:
+OpenTelemetry's ``BatchSpanProcessor`` and ``BatchLogRecordProcessor`` (SDK 1.45, both built on one
+``BatchProcessor``) are kept for what they do well (a bounded queue, one exporting thread, restart after
+``fork()``). Three things are added, the same for spans and log records (what follows says spans):
 
 - **Spans dropped because the queue is full are counted** (``dropped_spans``), and a WARNING with the
   running total is logged at most once a minute. The SDK drops the oldest span when a new one arrives at
@@ -28,17 +29,20 @@ import weakref
 from typing import Any, Callable, Optional
 
 from opentelemetry import context as context_api
+from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-__all__ = ["BoundedBatchSpanProcessor"]
+__all__ = ["BoundedBatchSpanProcessor", "BoundedBatchLogRecordProcessor", "call_in_fork_child"]
 
 logger = logging.getLogger(__name__)
 
 _WARN_EVERY = 60.0  # seconds between two WARNING lines about a full queue
 
 
-def _at_fork(method: Callable[[], None]) -> None:
+def call_in_fork_child(method: Callable[[], None]) -> None:
     """``os.register_at_fork(after_in_child=method)`` without keeping its object alive (as the SDK does)."""
     if not hasattr(os, "register_at_fork"):
         return
@@ -59,7 +63,7 @@ class _CountingQueue(collections.deque):  # type: ignore[type-arg]  # of the SDK
         super().__init__((), maxlen)
         self.dropped = 0
         self._lock = threading.Lock()
-        _at_fork(self._after_fork)
+        call_in_fork_child(self._after_fork)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()  # a lock held by another thread at fork() would never be released
@@ -75,30 +79,21 @@ class _CountingQueue(collections.deque):  # type: ignore[type-arg]  # of the SDK
             return super().pop(*args)
 
 
-class BoundedBatchSpanProcessor(BatchSpanProcessor):
-    """``BatchSpanProcessor`` with counted drops and a bounded ``force_flush`` and ``shutdown``."""
+class _Bounded:
+    """What both processors add to the SDK's; ``self._batch_processor`` is the SDK's ``BatchProcessor``."""
 
-    def __init__(
-        self,
-        span_exporter: SpanExporter,
-        max_queue_size: Optional[int] = None,
-        schedule_delay_millis: Optional[float] = None,
-        max_export_batch_size: Optional[int] = None,
-        export_timeout_millis: Optional[float] = None,
-        *,
-        shutdown_timeout_millis: float = 30000,
-    ) -> None:
-        super().__init__(
-            span_exporter, max_queue_size, schedule_delay_millis, max_export_batch_size, export_timeout_millis
-        )
+    _batch_processor: Any
+    _what = "items"  # in log lines: "spans", "log records"
+
+    def _bound(self, shutdown_timeout_millis: float) -> None:
         self.shutdown_timeout_millis = shutdown_timeout_millis
-        self.abandoned_spans = 0  # still queued when shutdown's deadline came
+        self.abandoned_items = 0  # still queued when shutdown's deadline came
         self._flush_lock = threading.Lock()
         self._flusher: Optional[threading.Thread] = None
         self._flush_result = True
         self._last_warning = float("-inf")
         self._warned_at = 0
-        _at_fork(self._after_fork)
+        call_in_fork_child(self._after_fork)
         processor = self._batch_processor
         queue = getattr(processor, "_queue", None)
         self._queue: Optional[_CountingQueue] = None
@@ -112,26 +107,26 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
 
     # -- counting --------------------------------------------------------------------------------------
     @property
-    def dropped_spans(self) -> int:
-        """Spans dropped because the queue was full (the oldest queued span makes room for the new one)."""
+    def dropped_items(self) -> int:
+        """Items dropped because the queue was full (the oldest queued one makes room for the new one)."""
         return self._queue.dropped if self._queue is not None else 0
 
     @property
-    def queued_spans(self) -> int:
-        """Spans waiting to be exported (none after shutdown: what was left is ``abandoned_spans``)."""
+    def queued_items(self) -> int:
+        """Items waiting to be exported (none after shutdown: what was left is ``abandoned_items``)."""
         processor = self._batch_processor
         return 0 if processor._shutdown else len(processor._queue)
 
-    def on_end(self, span: ReadableSpan) -> None:
-        super().on_end(span)
+    def _warn_if_dropped(self) -> None:
         queue = self._queue
         if queue is not None and queue.dropped != self._warned_at:
             now = time.monotonic()
             if now - self._last_warning >= _WARN_EVERY:
                 self._last_warning, self._warned_at = now, queue.dropped
                 logger.warning(
-                    "otel-sentry-bridge: the OTLP queue is full (%d spans); %d spans dropped so far",
+                    "otel-sentry-bridge: the OTLP queue is full (%d %s); %d dropped so far",
                     queue.maxlen,
+                    self._what,
                     queue.dropped,
                 )
 
@@ -156,7 +151,7 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
                 return False
             if mine:
                 return self._flush_result
-            # That flush started before this call and may have missed its spans: flush again.
+            # That flush started before this call and may have missed its items: flush again.
 
     def _flush(self) -> None:
         token = context_api.attach(context_api.set_value(context_api._SUPPRESS_INSTRUMENTATION_KEY, True))
@@ -177,5 +172,88 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
         processor.shutdown(timeout_millis=int(max(0.0, timeout)))
         left = len(processor._queue)
         if left:
-            self.abandoned_spans += left
-            logger.warning("otel-sentry-bridge: OTLP shut down with %d spans unsent", left)
+            self.abandoned_items += left
+            logger.warning("otel-sentry-bridge: OTLP shut down with %d %s unsent", left, self._what)
+
+
+class BoundedBatchSpanProcessor(_Bounded, BatchSpanProcessor):
+    """``BatchSpanProcessor`` with counted drops and a bounded ``force_flush`` and ``shutdown``."""
+
+    _what = "spans"
+
+    def __init__(
+        self,
+        span_exporter: SpanExporter,
+        max_queue_size: Optional[int] = None,
+        schedule_delay_millis: Optional[float] = None,
+        max_export_batch_size: Optional[int] = None,
+        export_timeout_millis: Optional[float] = None,
+        *,
+        shutdown_timeout_millis: float = 30000,
+    ) -> None:
+        super().__init__(
+            span_exporter, max_queue_size, schedule_delay_millis, max_export_batch_size, export_timeout_millis
+        )
+        self._bound(shutdown_timeout_millis)
+
+    @property
+    def dropped_spans(self) -> int:
+        return self.dropped_items
+
+    @property
+    def queued_spans(self) -> int:
+        return self.queued_items
+
+    @property
+    def abandoned_spans(self) -> int:
+        return self.abandoned_items
+
+    def on_end(self, span: ReadableSpan) -> None:
+        super().on_end(span)
+        self._warn_if_dropped()
+
+
+class BoundedBatchLogRecordProcessor(_Bounded, BatchLogRecordProcessor):
+    """``BatchLogRecordProcessor`` with counted drops and a bounded ``force_flush`` and ``shutdown``."""
+
+    _what = "log records"
+
+    def __init__(
+        self,
+        exporter: LogRecordExporter,
+        schedule_delay_millis: Optional[float] = None,
+        max_export_batch_size: Optional[int] = None,
+        export_timeout_millis: Optional[float] = None,
+        max_queue_size: Optional[int] = None,
+        *,
+        shutdown_timeout_millis: float = 30000,
+    ) -> None:
+        super().__init__(exporter, schedule_delay_millis, max_export_batch_size, export_timeout_millis, max_queue_size)
+        self._bound(shutdown_timeout_millis)
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        """What the SDK's ``on_emit`` queues (a read-only record whose API record is a shallow copy without
+        the context), built for ~1.4 us instead of ~3.7 (``copy.copy`` goes through ``__reduce_ex__``).
+        The copy also drops the live exception: its text is in the attributes already, and its traceback
+        would keep every frame of it (and their locals) alive while the record waits in the queue."""
+        source = log_record.log_record
+        fields = getattr(source, "__dict__", None)
+        if fields is None:  # not the API's plain record: the SDK's own way
+            super().on_emit(log_record)
+        else:
+            api_record = _new(type(source))
+            api_record.__dict__.update(fields)
+            api_record.context = _EMPTY_CONTEXT
+            api_record.exception = None
+            resource = log_record.resource if log_record.resource is not None else _empty_resource()
+            readable = ReadableLogRecord(api_record, resource, log_record.instrumentation_scope, log_record.limits)
+            self._batch_processor.emit(readable)
+        self._warn_if_dropped()
+
+
+_new = object.__new__
+_EMPTY_CONTEXT = context_api.Context()  # immutable: one empty context serves every queued record
+
+
+def _empty_resource() -> Resource:
+    return Resource.create({})

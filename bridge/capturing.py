@@ -50,11 +50,11 @@ def _span(request: Any) -> trace_api.Span:
     return span
 
 
-def _moment(request: Any, span: trace_api.Span) -> Moment:
+def _moment(request: Any, span: trace_api.Span, root_attributes: Optional[Mapping[str, Any]] = None) -> Moment:
     fallback = scopes.get_isolation_scope().trace()
     if request is not None and span.get_span_context().trace_id == request.span.get_span_context().trace_id:
         return Moment(span, request.span, request.attributes, fallback)
-    return Moment(span, None, None, fallback)
+    return Moment(span, None, root_attributes, fallback)
 
 
 def capture_event(
@@ -71,6 +71,7 @@ def capture_event(
     event_id: Optional[str] = None,
     request: Any = None,
     stack: Optional[list[tuple[FrameType, Optional[int]]]] = None,
+    root_attributes: Optional[Mapping[str, Any]] = None,
 ) -> Optional[str]:
     """Send one error (``exc``) or message event now; returns its id, or None when nothing is sent.
 
@@ -80,7 +81,9 @@ def capture_event(
     ``request``: the ``RequestScope`` when it is no longer current (the middleware, after the app returned).
     ``stack``: the calling thread's stack (``frames.current_stack()``), sent as the current thread's
     ``threads`` entry (a log record with ``stack_info``, or ``exc_info=True`` outside any ``except``).
-    Never raises.
+    ``root_attributes``: what the caller knows of the work ``span`` belongs to when that span records
+    nothing (an unsampled Celery run: its task name, id and queue), for the event's transaction name and
+    contexts. Never raises.
     """
     try:
         if exc is not None and dedupe.seen(exc):
@@ -110,9 +113,7 @@ def capture_event(
 
         def build(common: dict[str, Any]) -> dict[str, Any]:
             if exc is not None:
-                event = exception_event(
-                    exc, handled=handled, traceback=traceback, mechanism_type=mechanism, **common
-                )
+                event = exception_event(exc, handled=handled, traceback=traceback, mechanism_type=mechanism, **common)
                 if collected is not None:
                     local_variables.add_local_variables(event, collected)
                 if level is not None:
@@ -127,8 +128,8 @@ def capture_event(
             return event
 
         environ = request.environ if request is not None else None
-        sent = str(leg.capturer.capture(build, _moment(request, span), event_id=event_id, exc=exc, environ=environ,
-                                        finish=data.apply))
+        moment = _moment(request, span, root_attributes)
+        sent = str(leg.capturer.capture(build, moment, event_id=event_id, exc=exc, environ=environ, finish=data.apply))
         (scopes.layers(request)[0]).last_event_id = sent
         return sent
     except Exception:
@@ -136,8 +137,16 @@ def capture_event(
         return None
 
 
-def record_exception(request: Any, span: trace_api.Span, exc: BaseException, *, handled: bool) -> Optional[str]:
-    """An exception the request failed with (or a handled one): on ``span`` for OTLP, and to Sentry once."""
+def record_exception(
+    request: Any,
+    span: trace_api.Span,
+    exc: BaseException,
+    *,
+    handled: bool,
+    root_attributes: Optional[Mapping[str, Any]] = None,
+) -> Optional[str]:
+    """An exception the request failed with (or a handled one): on ``span`` for OTLP, and to Sentry once.
+    ``root_attributes``: as ``capture_event``'s."""
     previous = dedupe.event_id_of(exc) if dedupe.seen(exc) else None
     if previous is not None:  # reported already (a log record, capture_exception): the span still records it
         if span.is_recording():
@@ -146,7 +155,9 @@ def record_exception(request: Any, span: trace_api.Span, exc: BaseException, *, 
             if leg is not None:
                 leg.capturer.note_sent(previous, span)
         return previous
-    return capture_event(exc=exc, handled=handled, span=span, record_on_span=True, request=request)
+    return capture_event(
+        exc=exc, handled=handled, span=span, record_on_span=True, request=request, root_attributes=root_attributes
+    )
 
 
 def _record_on_span(request: Any, span: trace_api.Span, exc: BaseException, event_id: str, handled: bool) -> None:
@@ -201,8 +212,13 @@ def format_exception(exc: BaseException) -> str:
         node.stack = traceback.StackSummary.from_list(
             [
                 traceback.FrameSummary(
-                    frame.f_code.co_filename, lineno, frame.f_code.co_name, lookup_line=False,
-                    end_lineno=end_lineno, colno=colno, end_colno=end_colno,
+                    frame.f_code.co_filename,
+                    lineno,
+                    frame.f_code.co_name,
+                    lookup_line=False,
+                    end_lineno=end_lineno,
+                    colno=colno,
+                    end_colno=end_colno,
                 )  # fmt: skip
                 for frame, (lineno, end_lineno, colno, end_colno) in walk(error.__traceback__)
             ]
@@ -264,4 +280,3 @@ def _check(scope_kwargs: dict[str, Any]) -> None:
 def last_event_id() -> Optional[str]:
     """The id of the last error or message event sent from this isolation scope (request or process)."""
     return scopes.get_isolation_scope().last_event_id
-

@@ -19,7 +19,7 @@ from typing import Optional
 
 from bridge.sentry.transport import TransportStats
 
-__all__ = ["BridgeStats", "LogsStats", "OtlpStats", "TransportStats"]
+__all__ = ["BridgeStats", "LogsStats", "MetricsStats", "OtlpStats", "TransportStats"]
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,29 @@ class OtlpStats:
 
 @dataclass(frozen=True)
 class LogsStats:
-    """The OTLP logs leg (bridge.logs); records the SDK's batch queue drops when full are not counted here."""
+    """The OTLP logs leg (bridge.logs)."""
 
     exported: int  # log records the collector answered with a 2xx
     failed: int  # log records in exports that failed
+    dropped: int = 0  # log records dropped because the batch queue was full
+    abandoned: int = 0  # log records still queued when shutdown's deadline came
+    queued: int = 0  # log records waiting in the batch queue now
+
+    @property
+    def lost(self) -> int:
+        return self.failed + self.dropped + self.abandoned
+
+
+@dataclass(frozen=True)
+class MetricsStats:
+    """The OTLP metrics leg (bridge.metrics): export requests, each carrying every metric collected then."""
+
+    exported: int  # export requests the collector answered with a 2xx
+    failed: int  # export requests that got no 2xx (their points are lost: cumulative ones come again next time)
+
+    @property
+    def lost(self) -> int:
+        return self.failed
 
 
 @dataclass(frozen=True)
@@ -48,3 +67,4 @@ class BridgeStats:
     otlp: Optional[OtlpStats]  # None when the OTLP leg is off
     sentry: Optional[TransportStats]  # None when the Sentry leg is off
     logs: Optional[LogsStats] = None  # None when OTEL_LOGS_EXPORTER has no otlp
+    metrics: Optional[MetricsStats] = None  # None when OTEL_METRICS_EXPORTER has no otlp

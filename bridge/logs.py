@@ -4,16 +4,19 @@ Off unless ``OTEL_LOGS_EXPORTER`` names an exporter (``otlp``, ``console``): an 
 already go somewhere (files, stdout collected by the platform), and sending each record a second time, over
 the network, is a cost the user must choose (docs/logs.md).
 
-- One :class:`LoggerProvider` with one ``BatchLogRecordProcessor`` per exporter (``OTEL_BLRP_*``); the SDK's
-  processor restarts its worker in a ``fork()`` child, as the traces leg does.
+- One :class:`LoggerProvider` with one batch processor per exporter (``OTEL_BLRP_*``): the SDK's
+  ``BatchLogRecordProcessor`` with its drops counted and its waits bounded (``bridge.batch``); it restarts
+  its worker in a ``fork()`` child, as the traces leg does. The OTLP exporter is OpenTelemetry's, with the
+  body written by ``bridge.otlp_encode.encode_logs`` and the POST made by ``bridge.otlp_transport``: what
+  lets the exporting thread keep pace with a logging-heavy app.
 - One handler, :class:`OtlpLogHandler`, on the root logger. Not the SDK's ``LoggingHandler`` (deprecated in
   the pinned SDK in favour of ``opentelemetry-instrumentation-logging``'s): a second OTel handler found on
   the root logger means the bridge adds none, so that no record is exported twice. The bridge's provider is
   not made global, so ``opentelemetry-instrumentation-logging``'s handler (which ``opentelemetry-instrument``
   installs when that package is present) finds no provider and exports nothing.
-- Records of the bridge's and OpenTelemetry's own loggers, and any record logged on the log exporter's
-  worker thread (``urllib3`` while it posts), are left out: exporting them would feed the exporter its own
-  chatter.
+- Records of the bridge's and OpenTelemetry's own loggers, and any record logged on the log exporter's worker
+  thread (``urllib3`` while it posts, where a proxy keeps ``requests``), are left out: exporting them would
+  feed the exporter its own chatter.
 - Each record carries the trace and span ids of the span current when it was logged.
 
 :func:`emit_exception` is the switch of ``OTEL_SEMCONV_EXCEPTION_SIGNAL_OPT_IN`` for the exceptions the
@@ -32,17 +35,19 @@ from typing import TYPE_CHECKING, Any, Optional
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
     ConsoleLogRecordExporter,
     LogRecordExporter,
     LogRecordExportResult,
 )
 from opentelemetry.sdk.resources import Resource
 
+from bridge.batch import BoundedBatchLogRecordProcessor
 from bridge.config import Options
-from bridge.otlp import FAILED_EXPORT_PAUSE, throttle_sdk_logs
+from bridge.otlp import FAILED_EXPORT_PAUSE, post_encoded, throttle_sdk_logs
+from bridge.otlp_encode import encode_logs
 
 if TYPE_CHECKING:
     from bridge.setup import Bridge
@@ -51,6 +56,7 @@ __all__ = [
     "LogsLeg",
     "OtlpLogHandler",
     "CountingLogExporter",
+    "DirectOTLPLogExporter",
     "EXCLUDED_LOGGERS",
     "emit_exception",
     "exception_signal",
@@ -80,6 +86,16 @@ def severity(levelno: int) -> tuple[SeverityNumber, str]:
         if levelno >= floor:
             return number, text
     return SeverityNumber.TRACE, "TRACE"
+
+
+_severity_cache: dict[int, tuple[SeverityNumber, str]] = {}
+
+
+def _severity_of(levelno: int) -> tuple[SeverityNumber, str]:
+    found = _severity_cache.get(levelno)
+    if found is None:
+        found = _severity_cache[levelno] = severity(levelno)  # a handful of levels in any process
+    return found
 
 
 class CountingLogExporter(LogRecordExporter):
@@ -123,7 +139,6 @@ def build_log_exporter(options: Options, name: str) -> LogRecordExporter:
     if name == "console":
         return ConsoleLogRecordExporter()
     from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
     throttle_sdk_logs()
     sdk_logger = logging.getLogger(SDK_LOG_EXPORTER_LOGGER)
@@ -132,12 +147,30 @@ def build_log_exporter(options: Options, name: str) -> LogRecordExporter:
     if not any(isinstance(existing, OncePerInterval) for existing in sdk_logger.filters):
         sdk_logger.addFilter(OncePerInterval())
     compression = {"gzip": Compression.Gzip, "deflate": Compression.Deflate, "none": Compression.NoCompression}
-    return OTLPLogExporter(
+    from bridge.otlp_transport import otlp_http_exporter
+
+    exporter: LogRecordExporter = otlp_http_exporter(
+        DirectOTLPLogExporter,
+        "LOGS",
         endpoint=options.logs_endpoint,
         headers=dict(options.logs_headers),
         timeout=options.logs_timeout,
         compression=compression[options.logs_compression],
     )
+    return exporter
+
+
+class DirectOTLPLogExporter(OTLPLogExporter):
+    """OpenTelemetry's OTLP/HTTP log exporter (its HTTP client, retries, headers, compression, size limit),
+    with the body written by ``bridge.otlp_encode.encode_logs`` instead of through protobuf message objects:
+    the same request for a collector, a fraction of the CPU per record, which is what lets the exporting
+    thread keep pace with a logging-heavy app (docs/performance.md)."""
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if self._shutdown:
+            return super().export(batch)  # the SDK's own warning and FAILURE
+        delivered = post_encoded(self, batch, encode_logs, "log records")
+        return LogRecordExportResult.SUCCESS if delivered else LogRecordExportResult.FAILURE
 
 
 class LogsLeg:
@@ -146,19 +179,22 @@ class LogsLeg:
     def __init__(self, options: Options, resource: Resource) -> None:
         self.options = options
         self.provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        self.processors: list[BatchLogRecordProcessor] = []
+        self.processors: list[BoundedBatchLogRecordProcessor] = []
         self.exporter: Optional[CountingLogExporter] = None
+        self.otlp_processor: Any = None  # the BoundedBatchLogRecordProcessor of ``exporter``
         for name in options.logs_exporters:
             exporter: LogRecordExporter = build_log_exporter(options, name)
             if name == "otlp":
                 exporter = self.exporter = CountingLogExporter(exporter)
-            processor = BatchLogRecordProcessor(
+            processor = BoundedBatchLogRecordProcessor(
                 exporter,
                 schedule_delay_millis=options.blrp_schedule_delay_ms,
                 max_export_batch_size=options.blrp_max_export_batch_size,
                 export_timeout_millis=options.blrp_export_timeout_ms,
                 max_queue_size=options.blrp_max_queue_size,
             )
+            if name == "otlp":
+                self.otlp_processor = processor
             self.provider.add_log_record_processor(processor)
             self.processors.append(processor)
         self.exception_logger = self.provider.get_logger(SCOPE_NAME)
@@ -210,18 +246,31 @@ class OtlpLogHandler(logging.Handler):
         super().__init__(logging.NOTSET)
         self.provider = provider
         self._busy = threading.local()
+        # Per ``logging`` logger name: its OTel logger, or None when the name is excluded. Looked up once,
+        # not per record (the exclusion test and the provider's lookup cost ~2 us a record otherwise).
+        self._loggers: dict[str, Any] = {}
+
+    def _logger_for(self, name: str) -> Any:
+        found = self._loggers.get(name, self)
+        if found is self:
+            excluded = any(name == prefix or name.startswith(prefix + ".") for prefix in EXCLUDED_LOGGERS)
+            found = None if excluded else self.provider.get_logger(name)
+            if len(self._loggers) >= 4096:  # names made per request (a logger per id) must not grow this
+                self._loggers.clear()
+            self._loggers[name] = found
+        return found
 
     def emit(self, record: logging.LogRecord) -> None:
-        name = record.name
-        if any(name == excluded or name.startswith(excluded + ".") for excluded in EXCLUDED_LOGGERS):
+        otel_logger = self._logger_for(record.name)
+        if otel_logger is None:
             return
         if getattr(self._busy, "on", False) or threading.current_thread().name == _WORKER_THREAD:
             return  # a record logged while one is being emitted, or by the exporter's own thread
         self._busy.on = True
         try:
-            number, text = severity(record.levelno)
+            number, text = _severity_of(record.levelno)
             exception = record.exc_info[1] if record.exc_info else None
-            self.provider.get_logger(name).emit(
+            otel_logger.emit(
                 timestamp=int(record.created * 1e9),
                 observed_timestamp=time.time_ns(),
                 context=context_api.get_current(),
@@ -253,8 +302,11 @@ def _attributes(record: logging.LogRecord) -> dict[str, Any]:
         "code.line.number": record.lineno,
         "thread.name": record.threadName or "",
     }
-    for key, value in vars(record).items():  # the caller's extra={...}: plain values only
-        if key not in _RESERVED and not key.startswith("_") and isinstance(value, _PLAIN):
+    fields = vars(record)
+    extra = fields.keys() - _RESERVED  # the caller's extra={...} (one set operation: usually empty)
+    for key in extra:
+        value = fields[key]
+        if not key.startswith("_") and isinstance(value, _PLAIN):  # plain values only
             attributes[key] = value
     return attributes
 

@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import sys
-import threading
 import time
-import weakref
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,11 +49,15 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.semconv._incubating.metrics.http_metrics import (
+    create_http_server_request_body_size,
+    create_http_server_response_body_size,
+)
 from opentelemetry.semconv.metrics import MetricInstruments
 from opentelemetry.semconv.metrics.http_metrics import HTTP_SERVER_REQUEST_DURATION
 
 from bridge.config import Options
-from bridge.sentry.http import HttpClient
+from bridge.otlp_transport import SocketTransport
 from bridge.version import __version__
 
 __all__ = [
@@ -91,15 +92,36 @@ class RequestMeasure:
     start: float  # time.perf_counter()
     active_attributes: dict[str, Any]
     response: dict[str, Any] = field(default_factory=dict)
+    request_size: Optional[int] = None  # the request's Content-Length (ASGI: the body-size histograms)
+    response_size: Optional[int] = None  # the response's Content-Length
 
 
 class ServerMetrics:
     """The HTTP server instruments of one meter, for one semantic-conventions mode."""
 
-    def __init__(self, meter: Meter, mode: _StabilityMode) -> None:
+    def __init__(self, meter: Meter, mode: _StabilityMode, body_sizes: bool = False) -> None:
         self.mode = mode
         self.duration: Optional[Histogram] = None
         self.duration_old: Optional[Histogram] = None
+        # Body sizes from Content-Length, as OpenTelemetry's ASGI middleware records them (its WSGI one
+        # does not): ``http.server.{request,response}.body.size``, and the old conventions' ``.size``.
+        self.sizes: Optional[tuple[Histogram, Histogram]] = None
+        self.sizes_old: Optional[tuple[Histogram, Histogram]] = None
+        if body_sizes and _report_new(mode):
+            self.sizes = (create_http_server_request_body_size(meter), create_http_server_response_body_size(meter))
+        if body_sizes and _report_old(mode):
+            self.sizes_old = (
+                meter.create_histogram(
+                    name=MetricInstruments.HTTP_SERVER_REQUEST_SIZE,
+                    unit="By",
+                    description="Measures the size of HTTP request messages (compressed).",
+                ),
+                meter.create_histogram(
+                    name=MetricInstruments.HTTP_SERVER_RESPONSE_SIZE,
+                    unit="By",
+                    description="measures the size of HTTP response messages (compressed).",
+                ),
+            )
         if _report_new(mode):
             self.duration = meter.create_histogram(
                 name=HTTP_SERVER_REQUEST_DURATION,
@@ -121,7 +143,7 @@ class ServerMetrics:
 
     @classmethod
     def of(cls, provider: MeterProvider, mode: _StabilityMode, name: str = WSGI_METER_NAME) -> ServerMetrics:
-        return cls(provider.get_meter(name, __version__), mode)
+        return cls(provider.get_meter(name, __version__), mode, body_sizes=name == ASGI_METER_NAME)
 
     def begin(self, request_attributes: Mapping[str, Any]) -> RequestMeasure:
         active = _parse_active_request_count_attrs(request_attributes, self.mode)
@@ -144,12 +166,25 @@ class ServerMetrics:
         seconds = max(seconds, 0.0)
         merged: Any = {**measure.response, **attributes}
         if self.duration is not None:
-            self.duration.record(seconds, _parse_duration_attrs(merged, _StabilityMode.HTTP), context=context)
+            new = _parse_duration_attrs(merged, _StabilityMode.HTTP)
+            self.duration.record(seconds, new, context=context)
+            if self.sizes is not None:
+                _record_sizes(self.sizes, measure, new, context)
         if self.duration_old is not None:
-            self.duration_old.record(
-                max(round(seconds * 1000), 0), _parse_duration_attrs(merged, _StabilityMode.DEFAULT), context=context
-            )
+            old = _parse_duration_attrs(merged, _StabilityMode.DEFAULT)
+            self.duration_old.record(max(round(seconds * 1000), 0), old, context=context)
+            if self.sizes_old is not None:
+                _record_sizes(self.sizes_old, measure, old, context)
         self.active.add(-1, measure.active_attributes)
+
+
+def _record_sizes(
+    sizes: tuple[Histogram, Histogram], measure: RequestMeasure, attributes: Any, context: Optional[context_api.Context]
+) -> None:
+    if measure.response_size is not None:
+        sizes[1].record(measure.response_size, attributes, context=context)
+    if measure.request_size is not None:
+        sizes[0].record(measure.request_size, attributes, context=context)
 
 
 # -- the exporter -------------------------------------------------------------------------------------
@@ -195,12 +230,10 @@ class OtlpMetricExporter(MetricExporter):
             **({"Content-Encoding": compression} if compression in _COMPRESS else {}),
             **dict(headers or {}),
         }
-        self._client = HttpClient(endpoint, timeout=timeout)
-        self._lock = threading.Lock()
+        self._transport = SocketTransport(endpoint)
         self._warn_interval = warn_interval
         self._last_warning = float("-inf")
         self._closed = False
-        _drop_connection_at_fork(self)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         if self._closed:
@@ -213,18 +246,10 @@ class OtlpMetricExporter(MetricExporter):
         except Exception:
             logger.warning("otel-sentry-bridge: could not encode metrics", exc_info=True)
             return MetricExportResult.FAILURE
-        with self._lock:
-            if self._closed:
-                return MetricExportResult.FAILURE
-            self._client.timeout = max(0.001, min(self.timeout, timeout_millis / 1000))
-            try:
-                status: Optional[int] = self._client.send(body, self._headers).status
-                problem = f"HTTP {status}"
-            except OSError as exc:
-                self._client.close()
-                status, problem = None, f"{type(exc).__name__}: {exc}"
-            if self._closed:  # shut down meanwhile (it did not wait for this export)
-                self._client.close()
+        timeout = max(0.001, min(self.timeout, timeout_millis / 1000))
+        answer = self._transport.request("POST", self.endpoint, headers=self._headers, timeout=timeout, data=body)
+        status = answer.status_code
+        problem = f"HTTP {status}" if answer.error is None else f"{type(answer.error).__name__}: {answer.error}"
         if status is not None and 200 <= status < 300:
             self.exported += 1
             return MetricExportResult.SUCCESS
@@ -263,29 +288,7 @@ class OtlpMetricExporter(MetricExporter):
         """Stop; never waits for an export in flight to a hung collector (that one closes the connection
         itself when its own timeout ends)."""
         self._closed = True
-        if self._lock.acquire(blocking=False):
-            try:
-                self._client.close()
-            finally:
-                self._lock.release()
-
-    def _after_fork(self) -> None:
-        # The parent's connection is not ours to use (nor to shut down); the next export opens a new one.
-        self._lock = threading.Lock()
-        self._client.close()
-
-
-def _drop_connection_at_fork(exporter: OtlpMetricExporter) -> None:
-    if not hasattr(os, "register_at_fork"):
-        return
-    weak = weakref.ref(exporter)
-
-    def after_in_child() -> None:
-        alive = weak()
-        if alive is not None:
-            alive._after_fork()
-
-    os.register_at_fork(after_in_child=after_in_child)
+        self._transport.close()
 
 
 # -- the leg ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any, Callable
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -20,11 +21,13 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bridge.config import Options
 from bridge.otlp_encode import encode_spans
+from bridge.otlp_transport import otlp_http_exporter
 
 __all__ = [
     "CountingSpanExporter",
     "DirectOTLPSpanExporter",
     "build_otlp_exporter",
+    "post_encoded",
     "SDK_EXPORTER_LOGGER",
     "OncePerInterval",
 ]
@@ -98,23 +101,28 @@ class DirectOTLPSpanExporter(OTLPSpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return super().export(spans)  # the SDK's own warning and FAILURE
-        try:
-            body = encode_spans(spans)
-        except Exception:
-            logger.exception("otel-sentry-bridge: could not encode %d spans for OTLP", len(spans))
-            return SpanExportResult.FAILURE
-        limit = self._max_request_size
-        if limit > 0 and len(body) > limit:
-            logger.warning(
-                "Dropping span batch: serialized size %d bytes exceeds max_request_size %d", len(body), limit
-            )
-            return SpanExportResult.FAILURE
-        with self._metrics.export_operation(len(spans)) as result:
-            outcome = self._client.export(body)
-            if not outcome.success:
-                result.error = outcome.error
-                return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+        delivered = post_encoded(self, spans, encode_spans, "spans")
+        return SpanExportResult.SUCCESS if delivered else SpanExportResult.FAILURE
+
+
+def post_encoded(exporter: Any, items: Sequence[Any], encode: Callable[[Sequence[Any]], bytes], what: str) -> bool:
+    """What OpenTelemetry's OTLP/HTTP exporters do in ``export()`` (size limit, their client's retries, their
+    own metrics), with the body written by ``encode`` (``bridge.otlp_encode``); whether it was delivered."""
+    try:
+        body = encode(items)
+    except Exception:
+        logger.exception("otel-sentry-bridge: could not encode %d %s for OTLP", len(items), what)
+        return False
+    limit = exporter._max_request_size
+    if limit > 0 and len(body) > limit:
+        logger.warning("Dropping %s batch: %d bytes serialized exceed max_request_size %d", what, len(body), limit)
+        return False
+    with exporter._metrics.export_operation(len(items)) as result:
+        outcome = exporter._client.export(body)
+        if not outcome.success:
+            result.error = outcome.error
+            return False
+    return True
 
 
 class OncePerInterval(logging.Filter):
@@ -148,7 +156,9 @@ def throttle_sdk_logs(interval: float = 60.0) -> None:
 
 def build_otlp_exporter(options: Options) -> CountingSpanExporter:
     throttle_sdk_logs()
-    exporter = DirectOTLPSpanExporter(
+    exporter = otlp_http_exporter(
+        DirectOTLPSpanExporter,
+        "TRACES",
         endpoint=options.otlp_endpoint,
         headers=dict(options.otlp_headers),
         timeout=options.otlp_timeout,

@@ -27,22 +27,24 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
+from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.trace import ReadableSpan
 
 from bridge.spanfields import events_of, links_of
 
-__all__ = ["encode_spans"]
+__all__ = ["encode_grouped", "encode_logs", "encode_spans"]
 
 logger = logging.getLogger(__name__)
 
 _fixed64 = struct.Struct("<Q").pack
+_fixed32 = struct.Struct("<I").pack
 _double = struct.Struct("<d").pack
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _SCALAR_CACHE_MAX = 4096  # encoded (key, value) attributes kept; the cache is cleared when it is full
-_scalar_cache: dict[tuple[str, type, Any], bytes] = {}
+_scalar_cache: dict[tuple[bytes, str, type, Any], bytes] = {}
 _resource_cache: dict[int, tuple[Any, bytes]] = {}  # id(resource) -> (resource, encoded Resource message)
 _scope_cache: dict[int, tuple[Any, bytes]] = {}
 
@@ -106,7 +108,9 @@ def _attributes(tag: bytes, attributes: Optional[Mapping[str, Any]]) -> bytes:
     for key, value in items:
         kind = type(value)
         if kind is str or kind is int or kind is bool or kind is float:
-            cache_key = (key, kind, value)  # the type too: True == 1 == 1.0 must not share an entry
+            # The field's tag too (a span's, an event's, a log record's attributes are numbered differently),
+            # and the type (True == 1 == 1.0 must not share an entry).
+            cache_key = (tag, key, kind, value)
             encoded = cache.get(cache_key)
             if encoded is None:
                 try:
@@ -161,8 +165,10 @@ def _links(links: Sequence[Any]) -> bytes:
     for link in links:  # 13: links
         context = link.context
         body = (
-            b"\x0a\x10" + context.trace_id.to_bytes(16, "big")  # 1: trace_id
-            + b"\x12\x08" + context.span_id.to_bytes(8, "big")  # 2: span_id
+            b"\x0a\x10"
+            + context.trace_id.to_bytes(16, "big")  # 1: trace_id
+            + b"\x12\x08"
+            + context.span_id.to_bytes(8, "big")  # 2: span_id
             + _trace_state(b"\x1a", context.trace_state)  # 3: trace_state
             + _attributes(b"\x22", link.attributes)  # 4: attributes
             + _count(b"\x28", link.dropped_attributes)  # 5: dropped_attributes_count
@@ -265,30 +271,79 @@ def _combine(first: Any, second: Any) -> Any:
     return combined
 
 
-def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
-    """A serialized ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource, then scope."""
-    # id(resource) -> (resource, id(scope) -> (scope, [encoded spans])); the spans hold both alive
+def encode_grouped(items: Sequence[Any], encode_item: Callable[[Any], bytes]) -> bytes:
+    """``items`` (spans or log records: each has ``resource`` and ``instrumentation_scope``) as the repeated
+    field 1 of an export request, grouped by resource, then scope.
+
+    The trace and logs protocols frame them alike (``ResourceSpans``/``ResourceLogs``: 1 resource, 2 scope
+    groups, 3 schema_url; ``ScopeSpans``/``ScopeLogs``: 1 scope, 2 items, 3 schema_url), so one function
+    writes both; ``encode_item`` writes one item's message (its fields, no tag).
+    """
+    # id(resource) -> (resource, id(scope) -> (scope, [encoded items])); the items hold both alive
     grouped: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
-    for span in spans:
-        resource = span.resource
+    for item in items:
+        resource = item.resource
         entry = grouped.get(id(resource))
         if entry is None:
             entry = grouped[id(resource)] = (resource, {})
-        scope = span.instrumentation_scope or None
+        scope = item.instrumentation_scope or None
         by_scope = entry[1]
         scoped = by_scope.get(id(scope))
         if scoped is None:
             scoped = by_scope[id(scope)] = (scope, [])
-        scoped[1].append(_field(b"\x12", _span(span)))  # ScopeSpans 2: spans
+        scoped[1].append(_field(b"\x12", encode_item(item)))  # Scope* 2: spans / log_records
     out = []
     for resource, by_scope in _merged(list(grouped.values())):
         body = [_cached(_resource_cache, resource, _resource)]
         for scope, encoded in _merged(list(by_scope.values())):
-            scope_spans = _cached(_scope_cache, scope, _scope) + b"".join(encoded)
+            scope_group = _cached(_scope_cache, scope, _scope) + b"".join(encoded)
             if scope is not None and scope.schema_url:
-                scope_spans += _field(b"\x1a", scope.schema_url.encode("utf-8"))  # 3: schema_url
-            body.append(_field(b"\x12", scope_spans))  # ResourceSpans 2: scope_spans
+                scope_group += _field(b"\x1a", scope.schema_url.encode("utf-8"))  # 3: schema_url
+            body.append(_field(b"\x12", scope_group))  # Resource* 2: scope_spans / scope_logs
         if resource.schema_url:
             body.append(_field(b"\x1a", resource.schema_url.encode("utf-8")))  # 3: schema_url
-        out.append(_field(b"\x0a", b"".join(body)))  # ExportTraceServiceRequest 1: resource_spans
+        out.append(_field(b"\x0a", b"".join(body)))  # Export*ServiceRequest 1: resource_spans / resource_logs
     return b"".join(out)
+
+
+def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
+    """A serialized ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource, then scope."""
+    return encode_grouped(spans, _span)
+
+
+def _log_record(readable: ReadableLogRecord) -> bytes:
+    """One ``LogRecord`` message (``opentelemetry/proto/logs/v1``), its fields in number order."""
+    record = readable.log_record
+    parts = []
+    if record.timestamp:
+        parts.append(b"\x09" + _fixed64(record.timestamp))  # 1: time_unix_nano
+    number = getattr(record.severity_number, "value", None)
+    if number:
+        parts.append(b"\x10" + _varint(number))  # 2: severity_number
+    if record.severity_text:
+        parts.append(_field(b"\x1a", record.severity_text.encode("utf-8")))  # 3: severity_text
+    try:
+        body = _any_value(record.body)
+    except Exception:  # OpenTelemetry's encoder fails the whole batch on such a body; here only it is lost
+        logger.exception("Failed to encode a log record's body of type %s", type(record.body).__name__)
+        body = b""
+    parts.append(_field(b"\x2a", body))  # 5: body (always present, empty for None, as OpenTelemetry's)
+    parts.append(_attributes(b"\x32", record.attributes))  # 6: attributes
+    parts.append(_count(b"\x38", readable.dropped_attributes))  # 7: dropped_attributes_count
+    flags = int(record.trace_flags or 0)
+    if flags:
+        parts.append(b"\x45" + _fixed32(flags))  # 8: flags
+    if record.trace_id:
+        parts.append(b"\x4a\x10" + record.trace_id.to_bytes(16, "big"))  # 9: trace_id
+    if record.span_id:
+        parts.append(b"\x52\x08" + record.span_id.to_bytes(8, "big"))  # 10: span_id
+    if record.observed_timestamp:
+        parts.append(b"\x59" + _fixed64(record.observed_timestamp))  # 11: observed_time_unix_nano
+    if record.event_name:
+        parts.append(_field(b"\x62", record.event_name.encode("utf-8")))  # 12: event_name
+    return b"".join(parts)
+
+
+def encode_logs(records: Sequence[ReadableLogRecord]) -> bytes:
+    """A serialized ``ExportLogsServiceRequest`` holding ``records``, grouped by resource, then scope."""
+    return encode_grouped(records, _log_record)

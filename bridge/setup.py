@@ -29,7 +29,7 @@ from opentelemetry.util.types import Attributes
 from bridge.batch import BoundedBatchSpanProcessor
 from bridge.config import Options
 from bridge.errors import ConfigError
-from bridge.health import BridgeStats, LogsStats, OtlpStats
+from bridge.health import BridgeStats, LogsStats, MetricsStats, OtlpStats
 from bridge.otlp import CountingSpanExporter, build_otlp_exporter
 from bridge.sampling import build_sampler
 from bridge.version import __version__
@@ -204,8 +204,19 @@ class Bridge:
         sentry = self.sentry.transport.stats() if self.sentry is not None else None
         logs = None
         if self.logs is not None and self.logs.exporter is not None:
-            logs = LogsStats(exported=self.logs.exporter.exported_records, failed=self.logs.exporter.lost_records)
-        return BridgeStats(otlp=otlp, sentry=sentry, logs=logs)
+            processor = self.logs.otlp_processor
+            logs = LogsStats(
+                exported=self.logs.exporter.exported_records,
+                failed=self.logs.exporter.lost_records,
+                dropped=processor.dropped_items,
+                abandoned=processor.abandoned_items,
+                queued=processor.queued_items,
+            )
+        metrics = None
+        if self.metrics is not None and self.metrics.otlp_exporter is not None:
+            exporter = self.metrics.otlp_exporter
+            metrics = MetricsStats(exported=exporter.exported, failed=exporter.failed)
+        return BridgeStats(otlp=otlp, sentry=sentry, logs=logs, metrics=metrics)
 
 
 def _flush_processor(processor: SpanProcessor, deadline: float) -> bool:

@@ -55,8 +55,9 @@ service:
 class Serve:
     """``otel-sentry-bridge serve`` as its own process (so a test can kill it), ready when /health answers.
 
-    It demands ``SERVE_TOKEN`` (``--bearer-token-file``) and speaks HTTPS only (``--tls-cert``/``--tls-key``,
-    a certificate of ``pki.ca`` for 127.0.0.1)."""
+    It demands ``SERVE_TOKEN`` (``--bearer-token-file``), speaks HTTPS only (``--tls-cert``/``--tls-key``,
+    a certificate of ``pki.ca`` for 127.0.0.1) and requires a client certificate of ``pki.ca``
+    (``--tls-client-ca``: mutual TLS)."""
 
     def __init__(self, dsn: str, workdir: Path, name: str, pki: Pki) -> None:
         self.port = unused_port()
@@ -77,8 +78,10 @@ class Serve:
         return f"{self.url}/v1/traces"
 
     def tls(self) -> ssl.SSLContext:
-        """A client context that trusts the test CA only."""
-        return ssl.create_default_context(cafile=str(self.pki.ca))
+        """A client context that trusts the test CA only and shows the client certificate it signed."""
+        context = ssl.create_default_context(cafile=str(self.pki.ca))
+        context.load_cert_chain(self.pki.client_cert, self.pki.client_key)
+        return context
 
     def health(self) -> dict[str, Any]:
         """serve's /health report (open: no --health-token), over TLS."""
@@ -92,6 +95,7 @@ class Serve:
         command = [sys.executable, "-m", "bridge.cli", "serve", "--listen", f"127.0.0.1:{self.port}"]
         command += ["--root-delay", "0.2", "--shutdown-timeout", "5", "--bearer-token-file", str(self.token_file)]
         command += ["--tls-cert", str(self.pki.server_cert), "--tls-key", str(self.pki.server_key)]
+        command += ["--tls-client-ca", str(self.pki.ca)]  # mutual TLS: the samplers show their certificate
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -181,6 +185,8 @@ def pipeline(binary: Path, workdir: Path, dsn: str, *, baseline_percent: int, re
                     "BRIDGE_SERVE_LOGS_ENDPOINT": serves[index].traces_url.replace("/v1/traces", "/v1/logs"),
                     "BRIDGE_SERVE_TOKEN": SERVE_TOKEN,
                     "BRIDGE_SERVE_CA_FILE": str(pki.ca),
+                    "BRIDGE_SERVE_CLIENT_CERT_FILE": str(pki.client_cert),
+                    "BRIDGE_SERVE_CLIENT_KEY_FILE": str(pki.client_key),
                     "TEST_BACKEND_TRACES_ENDPOINT": backends[index].endpoint,
                 },
             )

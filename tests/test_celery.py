@@ -227,6 +227,29 @@ def test_malformed_foreign_headers_start_a_new_trace(worker: Worker, tasks: Any,
     assert int(transaction["contexts"]["trace"]["trace_id"], 16) != 0
 
 
+def test_an_unsampled_failing_task_still_names_its_task_in_the_error(
+    worker: Worker, tasks: Any, redis: RedisServer
+) -> None:
+    """A producer's trace that was not sampled: the worker's run records nothing (no transaction, no span),
+    yet its error event carries the trace, the task's name and ``contexts.celery``, as sentry-sdk's does."""
+    otlp, sentry = receivers_of(tasks)
+    trace_id = "5b8efff798038103d269b633813fc60c"
+    headers = {"traceparent": f"00-{trace_id}-eee19b7ec3c1b174-00"}  # flags 00: not sampled
+    subprocess.run(
+        [sys.executable, "-m", "tests.celery_producer", "plain", redis.url, "example.charge", "[-9]",
+         json.dumps(headers)],
+        cwd=ROOT, timeout=60, check=True,
+    )  # fmt: skip
+    wait_until(sentry, lambda: len(sentry.events()) >= 1, "the task's error")
+    [error] = sentry.events()
+    assert error["contexts"]["trace"]["trace_id"] == trace_id
+    assert error["transaction"] == "example.charge"
+    assert error["contexts"]["celery"]["task_name"] == "example.charge" and error["contexts"]["celery"]["task_id"]
+    assert error["exception"]["values"][-1]["type"] == "PaymentDeclined"
+    assert task_transactions(sentry, "example.charge") == []  # unsampled: no transaction
+    assert consumer_spans(otlp, "example.charge") == []
+
+
 def test_arguments_the_serializer_refuses_end_the_producer_span(tasks: Any) -> None:
     from kombu.exceptions import EncodeError
     from opentelemetry import trace as trace_api

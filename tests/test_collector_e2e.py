@@ -4,7 +4,7 @@ The bridge in this process → agent → tier 1 (load-balancing exporter, static
 samplers → two ``otel-sentry-bridge serve`` replicas → a real Bugsink, and a trace backend per sampler
 (the test OTLP receiver). Every collector runs a file of collector-config/ as written, with loopback ports
 and test timings given by ``--set`` and environment variables (``tests/collector_support.py``); each
-``serve`` demands a bearer token and speaks TLS only, as it should beyond loopback. Nothing
+``serve`` demands a bearer token and a client certificate (mutual TLS), as it should beyond loopback. Nothing
 waits by sleeping: readiness comes from the health_check extension and /health, progress from the
 collectors' own counters and the receivers.
 """
@@ -12,6 +12,7 @@ collectors' own counters and the receivers.
 from __future__ import annotations
 
 import math
+import ssl
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -115,6 +116,11 @@ def _security_of(serve: Serve) -> dict[str, Any]:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=5, context=serve.tls())
     assert refused.value.code == 401
+    # Without a client certificate the TLS handshake itself is refused: no HTTP answer at all
+    no_certificate = ssl.create_default_context(cafile=str(serve.pki.ca))
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+        with urllib.request.urlopen(request, timeout=5, context=no_certificate) as answer:
+            answer.read()
     security: dict[str, Any] = serve.health()["security"]
     return security
 
@@ -299,3 +305,52 @@ def test_the_pipeline_benchmark_runs(otelcol: Path) -> None:
     assert summary, done.stdout
     failing, kept, transactions = map(int, summary.groups())
     assert failing == 4 and kept >= failing and transactions == kept  # each kept trace became a transaction
+
+
+def test_a_collector_with_a_wrong_token_is_refused_and_counts_its_loss(otelcol: Path, workdir: Path) -> None:
+    """A single-node collector given the wrong BRIDGE_SERVE_TOKEN: serve answers 401 to every export (and
+    counts each refusal in /health), nothing reaches Sentry, and the collector counts the spans it lost."""
+    from tests.httpserver import unused_port
+    from tests.peers.sentry import SentryReceiver
+    from tests.tls_support import make_pki
+
+    pki = make_pki(workdir / "pki")
+    with SentryReceiver() as sentry:
+        serve = Serve(sentry.dsn, workdir, "serve-wrong-token", pki)
+        try:
+            serve.start()
+            collector = Collector(
+                otelcol,
+                [CONFIG_DIR / "single-node.yaml"],
+                workdir,
+                name="single-node-wrong-token",
+                listen=[HTTP],
+                sets={
+                    "processors::tail_sampling::decision_wait": "1s",
+                    "exporters::otlphttp/bridge::retry_on_failure::enabled": "false",
+                },
+                env={
+                    "BRIDGE_SERVE_TRACES_ENDPOINT": serve.traces_url,
+                    "BRIDGE_SERVE_LOGS_ENDPOINT": serve.traces_url.replace("/v1/traces", "/v1/logs"),
+                    "BRIDGE_SERVE_TOKEN": "not-the-token",
+                    "BRIDGE_SERVE_CA_FILE": str(pki.ca),
+                    "BRIDGE_SERVE_CLIENT_CERT_FILE": str(pki.client_cert),
+                    "BRIDGE_SERVE_CLIENT_KEY_FILE": str(pki.client_key),
+                    "BACKEND_ENDPOINT": f"127.0.0.1:{unused_port()}",  # the trace backend: not this test's
+                },
+            )
+            with collector:
+                url = f"http://127.0.0.1:{collector.port(HTTP)}/v1/traces"
+                _drive(_start_bridge("shop", url), ["/raise/1"])
+                failed = "otelcol_exporter_send_failed_spans"
+                wait_until(
+                    lambda: collector.metric(failed, exporter="otlphttp/bridge") >= SPANS_PER_TRACE,
+                    30,
+                    lambda: f"{collector.metric(failed, exporter='otlphttp/bridge')} spans counted lost; "
+                    f"{collector.log_tail()}",
+                )
+                security = serve.health()["security"]
+        finally:
+            serve.stop()
+        assert security["refused"].get("unauthorized", 0) >= 1, security
+        assert sentry.events() == [] and sentry.transactions() == []

@@ -75,3 +75,21 @@ def test_a_transaction_from_the_converter_passes_the_judges_through_either_encod
     for raw in (fast, slow):
         [(kind, sent)] = assert_valid_envelope(raw)
         assert kind == "transaction" and sent["transaction"] == "GET /ünï"
+
+
+def test_an_encoded_event_holds_no_spare_buffer_capacity() -> None:
+    """Envelopes built in the caller wait in the transport's queue: each must hold its length, not the
+    capacity of the encoder's write buffer (orjson's was 4 kB for a 1.2 kB transaction)."""
+    import tracemalloc
+
+    event = {"type": "transaction", "transaction": "benchmark.work", "spans": [], "contexts": {"trace": {
+        "trace_id": uuid.uuid4().hex, "span_id": uuid.uuid4().hex[:16], "data": {"x": "y" * 1000}}}}  # fmt: skip
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        encoded = dumps(event)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert json.loads(encoded) == event
+    assert held < len(encoded) + 256, (held, len(encoded))

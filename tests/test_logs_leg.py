@@ -158,6 +158,7 @@ def test_exception_signal_modes_and_one_sentry_error_with_the_same_frames(
     span = otlp_receiver.wait_for_spans(1)[0]
     assert span.status == "ERROR" and span.attributes["error.type"] == "ValueError"
     span_events = [name for name, _ in span.events if name == "exception"]
+    assert logs_receiver.problems == []
     exception_records = [r for r in logs_receiver.records if r.event_name == "exception"]
     assert len(span_events) == (0 if signal == "logs" else 1)
     assert len(exception_records) == (0 if signal == "span" else 1)
@@ -335,3 +336,48 @@ def test_a_refused_export_is_counted_and_never_reaches_the_app() -> None:
     bridge.flush(5)
     stats = bridge.stats().logs
     assert stats is not None and (stats.exported, stats.failed) == (0, 1)
+
+
+def test_a_full_queue_drops_the_oldest_counts_each_and_warns_once(
+    logs_receiver: OtlpLogsReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A collector stuck on one export (the fault a real one cannot make on demand) while the app logs on:
+    the bounded queue keeps the newest records, every drop is in ``bridge.stats().logs``, and one WARNING
+    says so; once the collector answers, what was queued is delivered."""
+    import threading
+
+    from tests.httpserver import Reply, Request
+    from tests.peers.otlp_logs import accept
+
+    arrived, release = threading.Event(), threading.Event()
+
+    def stuck_once(request: Request) -> Reply:
+        if not arrived.is_set():
+            arrived.set()
+            release.wait(10)
+        return accept(request)
+
+    logs_receiver.responder = stuck_once
+    for name, value in {
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": logs_receiver.endpoint,
+        "OTEL_BLRP_MAX_QUEUE_SIZE": "4",
+        "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": "2",
+        "OTEL_TRACES_EXPORTER": "none",
+    }.items():
+        monkeypatch.setenv(name, value)
+    bridge.init()
+    app_logger.warning("first")
+    app_logger.warning("second")  # a full batch: the worker exports it, and the collector holds it
+    assert arrived.wait(10)
+    for index in range(10):
+        app_logger.warning("record %d", index)
+    stats = bridge.stats().logs
+    assert stats is not None and (stats.dropped, stats.queued) == (6, 4)
+    release.set()
+    assert bridge.flush(10)
+    assert [r.body for r in logs_receiver.records] == ["first", "second"] + [f"record {n}" for n in range(6, 10)]
+    stats = bridge.stats().logs
+    assert stats is not None and (stats.exported, stats.dropped, stats.lost, stats.queued) == (6, 6, 6, 0)
+    warnings = [r for r in caplog.records if "OTLP queue is full" in r.getMessage()]
+    assert len(warnings) == 1 and "log records" in warnings[0].getMessage()

@@ -77,6 +77,8 @@ def test_one_duration_measurement_per_request_with_its_route(otlp_receiver: Otlp
     assert users.exemplars >= 1  # sampled requests leave exemplars pointing at their traces
     assert (users.scope, users.resource["service.name"]) == ("opentelemetry.instrumentation.wsgi", "metrics-tests")
     assert sum(point.count or 0 for point in points.values()) == 3  # nothing else was measured
+    stats = bridge.stats().metrics
+    assert stats is not None and stats.failed == 0 and stats.exported == len(otlp_receiver.metric_batches) >= 1
     [active] = otlp_receiver.latest_points(ACTIVE)
     assert (active.value, active.monotonic, active.attributes) == (
         0.0,
@@ -133,6 +135,8 @@ def test_a_collector_without_a_metrics_pipeline_costs_one_warning(
         bridge.flush(5)  # the server has closed every response: every span has ended
     answered = [answer for _, _, answer in otlp_receiver.metric_batches]
     assert answered == [status] * 4
+    stats = bridge.stats().metrics
+    assert stats is not None and (stats.exported, stats.failed, stats.lost) == (0, 4, 4)
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "bridge.metrics"]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert (

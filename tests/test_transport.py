@@ -584,3 +584,24 @@ def test_a_builder_failing_in_the_caller_is_counted_and_does_not_raise(
         assert transport.stats().dropped == {("internal_sdk_error", "transaction"): 1}
         assert transport.stats().queued == 1
         transport.shutdown(0.2)
+
+
+def test_build_now_categories_are_built_by_the_caller_even_while_the_worker_keeps_up(make: Any) -> None:
+    threads: list[threading.Thread] = []
+
+    def counted(event: dict[str, Any]) -> Callable[[], Envelope]:
+        def made() -> Envelope:
+            threads.append(threading.current_thread())
+            return Envelope.for_event(event)
+
+        return made
+
+    with RecordingServer() as server:
+        transport = make(server.port, queue_size=100, linger=0.0, build_in_caller=("transaction", "error"),
+                         build_now=("error",))  # fmt: skip
+        assert transport.submit("error", counted(error_event()))
+        assert threads == [threading.main_thread()]  # built before submit returned: the queue holds bytes
+        assert transport.submit("transaction", counted(transaction_event()))
+        assert transport.flush(5.0)
+        assert threads[1] is not threading.main_thread()  # the worker is not behind: it builds transactions
+        assert len(server.wait_for(2)) == 2

@@ -248,7 +248,7 @@ def test_a_hang_mid_batch_fails_that_request_and_the_rest_but_keeps_the_answers(
         client = HttpClient(server.url + "/x", timeout=0.3)
         _warm(client, 4)
         outcomes = client.send_many([(b"%d" % i, HEADERS) for i in range(6)])
-    assert [type(o).__name__ for o in outcomes] == ["Response", "TimeoutError", *["TimeoutError"] * 4]
+    assert [type(o).__name__ for o in outcomes] == ["Response", "AnswerTimeout", *["AnswerTimeout"] * 4]
     assert client.pipeline_depth == 1 and client._sock is None
 
 

@@ -41,7 +41,7 @@ from opentelemetry import trace as trace_api
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from bridge.frameworks.celery_beat import finish_beat_check_in
+from bridge.frameworks.celery_beat import finish_beat_check_in, started_by_beat
 
 __all__ = ["instrument", "uninstrument", "BridgeCeleryInstrumentor", "lost_runs", "BEAT_ENV"]
 
@@ -222,7 +222,9 @@ def _on_failure(
         throws = getattr(sender, "throws", ()) or ()
         if exc is None or (throws and isinstance(exc, tuple(throws))):
             return  # an expected failure: the run failed, no error event (sentry-sdk's rule)
-        capturing.record_exception(None, span, exc, handled=False)
+        # An unsampled run's span records nothing: the event still names its task and carries its context.
+        known = None if span.is_recording() or task_id is None else _task_attributes(sender, task_id)
+        capturing.record_exception(None, span, exc, handled=False, root_attributes=known)
     except Exception:
         logger.warning("otel-sentry-bridge: could not record a task's failure", exc_info=True)
 
@@ -260,6 +262,8 @@ def _report_lost_run(task: Any, task_id: Optional[str], exc: BaseException) -> N
 
 def _on_success(sender: Any = None, **_: Any) -> None:
     try:
+        if not started_by_beat(sender):  # every task: the span is looked up only for beat's runs
+            return
         task_id = getattr(getattr(sender, "request", None), "id", None)
         span = _run_span(sender, task_id)
         finish_beat_check_in(sender, span, "ok")
@@ -269,6 +273,8 @@ def _on_success(sender: Any = None, **_: Any) -> None:
 
 def _on_retry(sender: Any = None, request: Any = None, **_: Any) -> None:
     try:
+        if not started_by_beat(sender):
+            return
         span = _run_span(sender, getattr(request, "id", None))
         finish_beat_check_in(sender, span, "error")  # sentry-sdk's rule: a retried beat run failed
     except Exception:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from opentelemetry import trace as trace_api
 
-__all__ = ["beat_slug", "patch_beat", "finish_beat_check_in"]
+__all__ = ["beat_slug", "patch_beat", "finish_beat_check_in", "started_by_beat"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,12 @@ def _header(request: Any, name: str) -> Optional[str]:
         headers = getattr(request, "headers", None)
         value = headers.get(name) if isinstance(headers, Mapping) else None
     return value if isinstance(value, str) and value else None
+
+
+def started_by_beat(task: Any) -> bool:
+    """Whether this run was sent by a monitored beat (its headers name a check-in): cheap, for every task."""
+    request = getattr(task, "request", None)
+    return bool(_header(request, _CHECK_IN_HEADER))
 
 
 def finish_beat_check_in(task: Any, span: Optional[trace_api.Span], status: str) -> None:

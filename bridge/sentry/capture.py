@@ -111,6 +111,10 @@ class Moment:
             self.transaction, self.source = naming.name_for(attributes, name)
         else:
             self.transaction, self.source = request_name(attributes), _source(attributes)
+            if self.transaction is None and attributes:  # what the caller said of a non-recording root (a task)
+                named, source = naming.name_for(attributes, "")
+                if source != "custom":
+                    self.transaction, self.source = named, source
 
 
 def _local_root(span: trace_api.Span) -> Optional[trace_api.Span]:

@@ -32,6 +32,7 @@ Each round either gets at least one answer or ends the call, so the retries are 
 Every failure is an ``OSError`` (``TimeoutError``, ``ConnectionError``, ``ssl.SSLError``, ``ProtocolError``)
 and leaves the client ready for the next ``send`` on a new connection.
 """
+
 from __future__ import annotations
 
 import select
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Protocol, Union
 from urllib.parse import urlsplit
 
-__all__ = ["Response", "Sender", "BatchSender", "Outcome", "HttpClient", "ProtocolError"]
+__all__ = ["Response", "Sender", "BatchSender", "Outcome", "HttpClient", "ProtocolError", "AnswerTimeout"]
 
 _MAX_HEAD = 64 * 1024
 _KEPT_BODY = 512  # bytes of a response body kept for debug logs
@@ -89,6 +90,10 @@ class BatchSender(Sender, Protocol):
 
 class ProtocolError(OSError):
     """The server answered with something that is not HTTP/1.x."""
+
+
+class AnswerTimeout(TimeoutError):
+    """The request was written, and its answer did not come (in full) in time: the server may have it."""
 
 
 class _Again(ConnectionError):
@@ -287,7 +292,7 @@ def _recv(sock: socket.socket) -> bytes:
     try:
         return sock.recv(65536)
     except BlockingIOError:  # SO_RCVTIMEO expired
-        raise TimeoutError("no answer within the timeout") from None
+        raise AnswerTimeout("no answer within the timeout") from None
 
 
 def _take(pending: list[int], wire: list[tuple[bytes, bytes, bytes]], depth: int) -> list[int]:
@@ -402,7 +407,7 @@ class _Reader:
 
     def _fill(self) -> None:
         if time.monotonic() > self.deadline:
-            raise TimeoutError("response not complete before the deadline")
+            raise AnswerTimeout("response not complete before the deadline")
         chunk = _recv(self.sock)
         if not chunk:
             raise _EndOfStream("connection closed by the server before the response was complete")
@@ -462,7 +467,7 @@ class _Reader:
         self.buffer, self.pos = b"", 0
         while True:
             if time.monotonic() > self.deadline:
-                raise TimeoutError("response not complete before the deadline")
+                raise AnswerTimeout("response not complete before the deadline")
             chunk = _recv(self.sock)
             if not chunk:
                 return kept

@@ -102,6 +102,7 @@ class SentryLeg:
             compress_from=COMPRESS_FROM,
             client=f"otel-sentry-bridge/{__version__}",
             build_in_caller=("transaction", "error"),  # issue 18: see bridge.sentry.transport
+            build_now=("error",),  # a queued error would hold its exception's frames (and their locals)
         )
         self.assembler = assembler or Assembler()
         self.sample_rate = traces_sample_rate(options)

@@ -43,8 +43,9 @@ Design, measured with ``benchmarks/transport_cpu.py`` (2-core machine, 1.9 kB tr
   slow down to what the process can convert, and the worker only writes bytes. The CPU is the same (it
   only moves); sentry-sdk does the same (it serializes events in the calling thread). A transaction that
   would be refused (full queue, rate limit, shutdown) is not built. The Sentry leg builds errors there
-  too: a failing request pays for its own stack trace, and the queue holds bytes instead of exceptions,
-  tracebacks and frames.
+  always (``build_now``), behind or not: a failing request pays for its own stack trace, and the queue
+  holds bytes instead of exceptions, tracebacks and frames (a queued exception keeps every local of every
+  frame it passed through alive: ~80 kB per failed Celery task, benchmarks/celery_tasks.py).
 """
 
 from __future__ import annotations
@@ -135,11 +136,15 @@ class Transport:
         linger: float = _LINGER,
         batch: int = _BATCH,
         build_in_caller: Collection[str] = (),
+        build_now: Collection[str] = (),
     ) -> None:
         self.dsn = dsn
         # Categories whose envelopes ``submit`` builds on the caller's thread once the worker is behind (this
         # many queued; see the module docstring).
         self._build_in_caller = frozenset(build_in_caller)
+        # Categories ``submit`` always builds on the caller's thread, so the queue never holds what their
+        # builders hold (an error's exception, traceback and frames, with every local of every frame).
+        self._build_now = frozenset(build_now)
         self._behind = max(1, max(1, queue_size) // 4)
         self._queue_size = max(1, queue_size)
         self._linger = max(0.0, linger)  # seconds the first queued envelope may wait for others
@@ -188,7 +193,7 @@ class Transport:
             if self._limits.is_limited(category):
                 self._lose("ratelimit_backoff", category)
                 return False
-            if category in self._build_in_caller and len(self._queue) >= self._behind:
+            if category in self._build_now or (category in self._build_in_caller and len(self._queue) >= self._behind):
                 if self._closed or len(self._queue) >= self._queue_size:  # refused below: not worth building
                     self._lose("shutdown" if self._closed else "queue_overflow", category)
                     return False

@@ -7,6 +7,7 @@ in ``problems``.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -73,10 +74,12 @@ def accept(request: Request) -> Reply:
 class OtlpLogsReceiver(JudgingReceiver):
     """``with OtlpLogsReceiver() as receiver:``; point a log exporter at ``receiver.endpoint``."""
 
-    def __init__(self, responder: Optional[Responder] = None, port: int = 0) -> None:
+    def __init__(
+        self, responder: Optional[Responder] = None, port: int = 0, tls: Optional[ssl.SSLContext] = None
+    ) -> None:
         self.records: list[LogView] = []
         self.problems: list[str] = []
-        super().__init__(accept, responder, port)
+        super().__init__(accept, responder, port, tls)
 
     @property
     def endpoint(self) -> str:

@@ -6,6 +6,7 @@ programs with ``receiver.responder = ...`` is given only to what the judge accep
 
 from __future__ import annotations
 
+import ssl
 import threading
 from typing import Optional, TypeVar
 
@@ -15,10 +16,16 @@ Self = TypeVar("Self", bound="JudgingReceiver")
 
 
 class JudgingReceiver(RecordingServer):
-    def __init__(self, default: Responder, responder: Optional[Responder] = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        default: Responder,
+        responder: Optional[Responder] = None,
+        port: int = 0,
+        tls: Optional[ssl.SSLContext] = None,
+    ) -> None:
         self._answer: Responder = default
         self._arrived = threading.Condition()
-        super().__init__(responder or default, port=port)
+        super().__init__(responder or default, port=port, tls=tls)
 
     def __enter__(self: Self) -> Self:
         self.start()
