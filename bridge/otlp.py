@@ -21,7 +21,6 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bridge.config import Options
 from bridge.otlp_encode import encode_spans
-from bridge.otlp_transport import otlp_http_exporter
 
 __all__ = [
     "CountingSpanExporter",
@@ -156,9 +155,11 @@ def throttle_sdk_logs(interval: float = 60.0) -> None:
 
 def build_otlp_exporter(options: Options) -> CountingSpanExporter:
     throttle_sdk_logs()
-    exporter = otlp_http_exporter(
-        DirectOTLPSpanExporter,
-        "TRACES",
+    # OpenTelemetry's own HTTP client (requests), not bridge.otlp_transport: the traces leg shares the
+    # process with the Sentry leg's worker, and in the saturation loop the requests client's many GIL
+    # hand-overs per POST are what lets that worker in. Over the socket client the Sentry leg lost 9-19 %
+    # of its transactions there (benchmarks/README.md); over requests, nothing.
+    exporter = DirectOTLPSpanExporter(
         endpoint=options.otlp_endpoint,
         headers=dict(options.otlp_headers),
         timeout=options.otlp_timeout,

@@ -11,7 +11,8 @@ thread never waits, taking it back can cost that thread a switch interval (5 ms)
 many such calls per POST (a pool check, the head and the body written apart, the status line, headers
 and body read line by line); this client makes two or three. At saturation (a tight logging loop, 2
 shared cores) that was the difference between a logs leg that dropped 0.7-2 % of its records from run
-to run and one that dropped none, for less CPU per POST (docs/performance.md).
+to run and one that dropped none, for less CPU per POST (docs/performance.md). The traces leg keeps
+``requests`` (``bridge.otlp``): there the Sentry leg's worker needs those hand-overs to get the GIL.
 
 It is used only where it does what ``requests`` would: no proxy configured for the endpoint
 (``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, which ``requests`` honours and this client does not) and no
