@@ -3,6 +3,7 @@ counted, and that the caller is never held up. Every envelope captured is judged
 and Relay's normalizer."""
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
@@ -538,15 +539,19 @@ def test_a_full_queue_loses_transactions_before_errors_up_to_half_of_it(make: An
     assert (dropped[("shutdown", "error")], dropped[("shutdown", "transaction")]) == (2, 2)
 
 
+def _counted_by_thread(threads: list[threading.Thread], event: dict[str, Any]) -> Callable[[], Envelope]:
+    """A builder of ``event`` that notes, in ``threads``, the thread that built it."""
+
+    def made() -> Envelope:
+        threads.append(threading.current_thread())
+        return Envelope.for_event(event)
+
+    return made
+
+
 def test_once_the_worker_is_behind_the_caller_builds_and_never_what_would_be_refused(make: Any) -> None:
     threads: list[threading.Thread] = []
-
-    def counted(event: dict[str, Any]) -> Callable[[], Envelope]:
-        def made() -> Envelope:
-            threads.append(threading.current_thread())
-            return Envelope.for_event(event)
-
-        return made
+    counted = functools.partial(_counted_by_thread, threads)
 
     with RecordingServer(lambda r: Reply(hang=True)) as server:
         # queue of 4: the caller builds once a quarter of it (1) waits
@@ -588,13 +593,7 @@ def test_a_builder_failing_in_the_caller_is_counted_and_does_not_raise(
 
 def test_build_now_categories_are_built_by_the_caller_even_while_the_worker_keeps_up(make: Any) -> None:
     threads: list[threading.Thread] = []
-
-    def counted(event: dict[str, Any]) -> Callable[[], Envelope]:
-        def made() -> Envelope:
-            threads.append(threading.current_thread())
-            return Envelope.for_event(event)
-
-        return made
+    counted = functools.partial(_counted_by_thread, threads)
 
     with RecordingServer() as server:
         transport = make(server.port, queue_size=100, linger=0.0, build_in_caller=("transaction", "error"),
