@@ -13,7 +13,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
-from urllib.parse import urlsplit
 
 from bridge import config_parsers as parse
 from bridge.config_parsers import TEMPORALITY_NAMES
@@ -301,16 +300,7 @@ class _Resolver(SignalResolver):
                 else:
                     setting, url = "default", DEFAULT_OTLP_ENDPOINT
             self.sources["otlp_endpoint"] = "default" if setting == "default" else f"environment ({setting})"
-        if not isinstance(url, str):
-            raise ConfigError(setting, url, "the OTLP endpoint must be an http:// or https:// URL")
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError as exc:
-            raise ConfigError(setting, url, f"not a valid URL ({exc})") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(setting, url, "the OTLP endpoint must be an http:// or https:// URL with a host")
-        self.values["otlp_endpoint"] = url
+        self.values["otlp_endpoint"] = parse.http_url(setting, url, "the OTLP endpoint")
 
     def _check_protocol(self) -> None:
         name, value = self._env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
-from urllib.parse import urlsplit
 
 from bridge import config_parsers as parse
 from bridge.errors import ConfigError
@@ -187,20 +186,8 @@ class SignalResolver:
                     self.sources["logs_endpoint"] = f"environment ({name})"
                 else:
                     self.values["logs_endpoint"] = DEFAULT_OTLP_LOGS_ENDPOINT
-        url = self.values["logs_endpoint"]
-        setting = self.sources["logs_endpoint"]
-        try:
-            parts = urlsplit(url) if isinstance(url, str) else None
-            if parts is not None:
-                parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                setting.partition("(")[2].rstrip(")") or "logs_endpoint",
-                url,
-                "the OTLP logs endpoint must be an http:// or https:// URL with a host",
-            )
+        setting = self.sources["logs_endpoint"].partition("(")[2].rstrip(")") or "logs_endpoint"
+        self.values["logs_endpoint"] = parse.http_url(setting, self.values["logs_endpoint"], "the OTLP logs endpoint")
         self._take("logs_headers", ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"), parse.headers, {})
         self.values["logs_headers"] = dict(self.values["logs_headers"])
         timeouts = ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
