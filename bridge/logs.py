@@ -46,7 +46,7 @@ from opentelemetry.sdk.resources import Resource
 
 from bridge.batch import BoundedBatchLogRecordProcessor
 from bridge.config import Options
-from bridge.otlp import FAILED_EXPORT_PAUSE, post_encoded, throttle_sdk_logs
+from bridge.otlp import ExportLedger, post_encoded, throttle_sdk_logs
 from bridge.otlp_encode import encode_logs
 
 if TYPE_CHECKING:
@@ -99,36 +99,26 @@ def _severity_of(levelno: int) -> tuple[SeverityNumber, str]:
 
 
 class CountingLogExporter(LogRecordExporter):
-    """Delegates to ``inner``; counts exported and lost records; pauses briefly after a failure."""
+    """Delegates to ``inner``; counts exported and lost records (``bridge.otlp.ExportLedger``)."""
 
     def __init__(self, inner: LogRecordExporter) -> None:
         self.inner = inner
-        self.exported_records = 0
-        self.lost_records = 0
-        self._lock = threading.Lock()
-        self._resume_at = 0.0
-        self._stopping = threading.Event()
+        self.ledger = ExportLedger("log records")
+
+    @property
+    def exported_records(self) -> int:
+        return self.ledger.exported
+
+    @property
+    def lost_records(self) -> int:
+        return self.ledger.lost
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        pause = self._resume_at - time.monotonic()
-        if pause > 0:  # a collector that just failed gets a moment (as the traces leg's exporter)
-            self._stopping.wait(pause)
-        try:
-            result = self.inner.export(batch)
-        except Exception:
-            logger.debug("OTLP log exporter raised", exc_info=True)
-            result = LogRecordExportResult.FAILURE
-        with self._lock:
-            if result is LogRecordExportResult.SUCCESS:
-                self.exported_records += len(batch)
-                self._resume_at = 0.0
-            else:
-                self.lost_records += len(batch)
-                self._resume_at = time.monotonic() + FAILED_EXPORT_PAUSE
-        return result
+        delivered = self.ledger.export(batch, self.inner.export, LogRecordExportResult.SUCCESS)
+        return LogRecordExportResult.SUCCESS if delivered else LogRecordExportResult.FAILURE
 
     def shutdown(self) -> None:
-        self._stopping.set()
+        self.ledger.stop()
         self.inner.shutdown()  # type: ignore[no-untyped-call]
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

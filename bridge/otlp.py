@@ -24,6 +24,7 @@ from bridge.otlp_encode import encode_spans
 
 __all__ = [
     "CountingSpanExporter",
+    "ExportLedger",
     "DirectOTLPSpanExporter",
     "build_otlp_exporter",
     "post_encoded",
@@ -41,51 +42,77 @@ _COMPRESSION = {"gzip": Compression.Gzip, "deflate": Compression.Deflate, "none"
 FAILED_EXPORT_PAUSE = 0.25  # seconds, as the Sentry transport waits after a network error
 
 
-class CountingSpanExporter(SpanExporter):
-    """Delegates to ``inner``; counts exported and lost spans; warns at most once per ``warn_interval``."""
+class ExportLedger:
+    """What one OTLP exporter delivered and lost; after a failed export the next one waits a moment.
 
-    def __init__(self, inner: SpanExporter, warn_interval: float = 60.0) -> None:
-        self.inner = inner
-        self.exported_spans = 0
-        self.lost_spans = 0
+    A collector that just failed (refused, 5xx, 429 with a Retry-After longer than the exporter's deadline,
+    which makes OpenTelemetry's exporter give up at once) gets ``FAILED_EXPORT_PAUSE`` before the next
+    batch: encoding and posting batch after batch into a failure held the GIL the app's requests need
+    (benchmarks/faults.py). Waiting releases the GIL; the batch queue bounds (and counts) what piles up
+    meanwhile. Losses are logged as one WARNING per ``warn_interval`` with the running total."""
+
+    def __init__(self, what: str, warn_interval: float = 60.0) -> None:
+        self._message = f"otel-sentry-bridge: OTLP export failed; %d {what} lost so far"  # what: spans, log records
+        self.exported = 0
+        self.lost = 0
         self._warn_interval = warn_interval
         self._last_warning = float("-inf")
         self._lock = threading.Lock()
         self._resume_at = 0.0  # after a failed export, the next one waits until then
         self._stopping = threading.Event()
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        # A collector that just failed (refused, 5xx, 429 with a Retry-After longer than the exporter's
-        # deadline, which makes OpenTelemetry's exporter give up at once) gets a moment before the next
-        # batch: encoding and posting batch after batch into a failure held the GIL the app's requests
-        # need (benchmarks/faults.py). Waiting releases the GIL; the batch queue bounds (and counts) what
-        # piles up meanwhile.
+    def export(self, items: Sequence[Any], export: Callable[[Sequence[Any]], Any], success: Any) -> bool:
+        """``export(items)`` (after the pause a failure asks for); whether it answered ``success``."""
         pause = self._resume_at - time.monotonic()
         if pause > 0:
             self._stopping.wait(pause)
         try:
-            result = self.inner.export(spans)
+            delivered = export(items) is success
         except Exception:  # the SDK exporter should not raise; if it does, it is a loss, not a crash
             logger.debug("OTLP exporter raised", exc_info=True)
-            result = SpanExportResult.FAILURE
+            delivered = False
         with self._lock:
-            if result is SpanExportResult.SUCCESS:
-                self.exported_spans += len(spans)
+            if delivered:
+                self.exported += len(items)
                 self._resume_at = 0.0
-                return result
-            self.lost_spans += len(spans)
+                return True
+            self.lost += len(items)
             now = time.monotonic()
             self._resume_at = now + FAILED_EXPORT_PAUSE
             warn = now - self._last_warning >= self._warn_interval
             if warn:
                 self._last_warning = now
-            total = self.lost_spans
+            total = self.lost
         if warn:
-            logger.warning("otel-sentry-bridge: OTLP export failed; %d spans lost so far", total)
-        return result
+            logger.warning(self._message, total)
+        return False
+
+    def stop(self) -> None:
+        """End a pause now (shutdown must not wait for it)."""
+        self._stopping.set()
+
+
+class CountingSpanExporter(SpanExporter):
+    """Delegates to ``inner``; counts exported and lost spans (``ExportLedger``)."""
+
+    def __init__(self, inner: SpanExporter, warn_interval: float = 60.0) -> None:
+        self.inner = inner
+        self.ledger = ExportLedger("spans", warn_interval)
+
+    @property
+    def exported_spans(self) -> int:
+        return self.ledger.exported
+
+    @property
+    def lost_spans(self) -> int:
+        return self.ledger.lost
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        delivered = self.ledger.export(spans, self.inner.export, SpanExportResult.SUCCESS)
+        return SpanExportResult.SUCCESS if delivered else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        self._stopping.set()
+        self.ledger.stop()
         self.inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
