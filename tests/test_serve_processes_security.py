@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -35,6 +37,29 @@ def wait_for_line(stream: IO[str], text: str) -> str:
         if text in line:
             return line
     raise AssertionError(f"the process ended without logging {text!r}")
+
+
+@contextmanager
+def gunicorn_serve(env: dict[str, str], threads: int) -> Iterator[int]:
+    """``serve``'s app under a real gunicorn (one worker, ``threads`` threads, its TLS config module); the
+    port once the worker booted. Leaving the block stops it with SIGTERM, which must end it cleanly."""
+    port = unused_port()
+    command = [
+        sys.executable, "-m", "gunicorn", "--no-control-socket", "-c", "python:bridge.receiver.gunicorn_tls",
+        "--workers", "1", "--threads", str(threads), "--bind", f"127.0.0.1:{port}",
+        "bridge.receiver.app:create_app()",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        wait_for_line(process.stderr, "Booting worker")
+        yield port
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 def body() -> bytes:
@@ -98,7 +123,6 @@ def test_tls_and_tokens_under_gunicorn(
     pki = make_pki(tmp_path / "pki")
     tokens = tmp_path / "tokens.txt"
     tokens.write_text(f"{OLD} shop\n")
-    port = unused_port()
     env = clean_env(
         SENTRY_DSN=sentry_receiver.dsn,
         OTEL_SENTRY_BRIDGE_ROOT_DELAY="0",
@@ -107,14 +131,7 @@ def test_tls_and_tokens_under_gunicorn(
         OTEL_SENTRY_BRIDGE_TLS_KEY=str(pki.server_key),
         OTEL_SENTRY_BRIDGE_TLS_CLIENT_CA=str(pki.ca),
     )
-    command = [
-        sys.executable, "-m", "gunicorn", "--no-control-socket", "-c", "python:bridge.receiver.gunicorn_tls",
-        "--workers", "1", "--threads", "4", "--bind", f"127.0.0.1:{port}", "bridge.receiver.app:create_app()",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stderr is not None
-        wait_for_line(process.stderr, "Booting worker")
+    with gunicorn_serve(env, threads=4) as port:
         url = f"https://127.0.0.1:{port}"
         client = {"client_certificate_file": str(pki.client_cert), "client_key_file": str(pki.client_key)}
         tls = {"certificate_file": str(pki.ca), **client}
@@ -124,12 +141,6 @@ def test_tls_and_tokens_under_gunicorn(
         assert export(url, "shop", headers={"Authorization": f"Bearer {OLD}"}, certificate_file=str(pki.ca),
                       timeout=1) == "FAILURE"  # no client certificate
         [transaction] = sentry_receiver.wait_for_items("transaction", 1)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
     assert transaction["tags"]["service.name"] == "shop"
     assert len(sentry_receiver.transactions()) == 1  # nothing of billing, nothing without a token
 
@@ -143,7 +154,6 @@ def test_a_stalled_tls_handshake_under_gunicorn_is_bounded(
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     pki = make_pki(tmp_path / "pki")
-    port = unused_port()
     env = clean_env(
         SENTRY_DSN=sentry_receiver.dsn,
         OTEL_SENTRY_BRIDGE_ROOT_DELAY="0",
@@ -151,23 +161,10 @@ def test_a_stalled_tls_handshake_under_gunicorn_is_bounded(
         OTEL_SENTRY_BRIDGE_TLS_KEY=str(pki.server_key),
         OTEL_SENTRY_BRIDGE_HANDSHAKE_TIMEOUT="1",
     )
-    command = [
-        sys.executable, "-m", "gunicorn", "--no-control-socket", "-c", "python:bridge.receiver.gunicorn_tls",
-        "--workers", "1", "--threads", "1", "--bind", f"127.0.0.1:{port}", "bridge.receiver.app:create_app()",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stderr is not None
-        wait_for_line(process.stderr, "Booting worker")
+    with gunicorn_serve(env, threads=1) as port:
         stalled = socket.create_connection(("127.0.0.1", port), timeout=10)
         stalled.sendall(b"\x16\x03\x01\x00")  # the start of a ClientHello, then nothing
         assert closed_by_server(stalled, 30)
         stalled.close()
         assert export(f"https://127.0.0.1:{port}", "shop", certificate_file=str(pki.ca)) == "SUCCESS"
         sentry_receiver.wait_for_items("transaction", 1)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
