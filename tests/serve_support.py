@@ -25,8 +25,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from bridge.cli import serve
 from bridge.receiver.app import ReceiverApp
+from bridge.receiver.routes import Routes
 from bridge.receiver.server import WsgiServer
-from bridge.receiver.sink import Accepted, Overloaded
+from bridge.receiver.sink import Accepted, Overloaded, SentrySink
 
 __all__ = [
     "RecordingSink",
@@ -230,3 +231,16 @@ def serving(environ: dict[str, str], **given: Any) -> Iterator[str]:
         stop.set()
         thread.join(30)
         assert outcome == [0]
+
+
+@contextmanager
+def serving_app(dsn: str, root_delay: float = 0.05) -> Iterator[tuple[str, ReceiverApp]]:
+    """``serve``'s app (``ReceiverApp`` over a ``SentrySink`` for ``dsn``) in a thread: its URL and the app
+    (for its counters); the sink is shut down after."""
+    sink = SentrySink(Routes.load(None, dsn), environ={}, root_delay=root_delay)
+    app = ReceiverApp(sink)
+    try:
+        with running(app) as server:
+            yield server.url, app
+    finally:
+        sink.shutdown(5)

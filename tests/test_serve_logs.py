@@ -9,8 +9,6 @@ import gzip
 import json
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Optional
 
 import pytest
@@ -38,20 +36,9 @@ from bridge.receiver.sink import SentrySink
 from tests.httpserver import Reply
 from tests.peers.bugsink import Bugsink
 from tests.peers.sentry import SentryReceiver
-from tests.serve_support import call, running
+from tests.serve_support import call, running, serving_app
 
 RESOURCE = {"service.name": "shop", "service.version": "3.1.0", "deployment.environment.name": "staging"}
-
-
-@contextmanager
-def serving(dsn: str, root_delay: float = 0.05) -> Iterator[tuple[str, ReceiverApp]]:
-    sink = SentrySink(Routes.load(None, dsn), environ={}, root_delay=root_delay)
-    app = ReceiverApp(sink)
-    try:
-        with running(app) as server:
-            yield server.url, app
-    finally:
-        sink.shutdown(5)
 
 
 def charge_card(number: str) -> None:
@@ -100,7 +87,7 @@ class Service:
 
 
 def test_an_exception_log_record_becomes_one_sentry_error_with_frames(sentry_receiver: SentryReceiver) -> None:
-    with serving(sentry_receiver.dsn) as (url, app):
+    with serving_app(sentry_receiver.dsn) as (url, app):
         service = Service(url)
         context = service.request()
         service.close()
@@ -120,7 +107,7 @@ def test_an_exception_log_record_becomes_one_sentry_error_with_frames(sentry_rec
 
 
 def test_the_transaction_name_when_the_traces_spans_came_first(sentry_receiver: SentryReceiver) -> None:
-    with serving(sentry_receiver.dsn) as (url, _):
+    with serving_app(sentry_receiver.dsn) as (url, _):
         service = Service(url)
         context = service.request(as_record=False)
         service.report_later(context)
@@ -135,7 +122,7 @@ def test_the_transaction_name_when_the_traces_spans_came_first(sentry_receiver: 
 def test_logs_dup_the_same_exception_as_record_and_span_event_is_reported_once(
     sentry_receiver: SentryReceiver, spans_first: bool
 ) -> None:
-    with serving(sentry_receiver.dsn) as (url, app):
+    with serving_app(sentry_receiver.dsn) as (url, app):
         service = Service(url)
         if spans_first:  # the span (with its exception event) is exported before the record is emitted
             context = service.request(as_record=False, as_span_event=True)
@@ -217,7 +204,7 @@ def test_bad_input_gives_valid_events_or_counted_rejections(sentry_receiver: Sen
         _record({"exception.type": "GoPanic", "exception.message": "oops", "exception.stacktrace": GO_STACK}),
         _record({"plain": "not an exception"}, body=_any("hello")),
     ]
-    with serving(sentry_receiver.dsn) as (url, app):
+    with serving_app(sentry_receiver.dsn) as (url, app):
         status, body = _post(url, _request(records).SerializeToString(), "application/x-protobuf", gzipped=True)
         events = sentry_receiver.wait_for_items("event", 8)
         health = app.logs.health()
@@ -265,7 +252,7 @@ def test_json_with_bad_hex_ids_and_the_http_contract(sentry_receiver: SentryRece
             }
         ]
     }
-    with serving(sentry_receiver.dsn) as (url, app):
+    with serving_app(sentry_receiver.dsn) as (url, app):
         status, body = _post(url, json.dumps(document).encode(), "application/json")
         [event] = sentry_receiver.wait_for_items("event", 1)
         assert _post(url, b"{not json", "application/json")[0] == 400
@@ -322,7 +309,7 @@ def test_records_of_a_service_without_a_dsn_are_rejected_and_a_full_queue_answer
 
 def test_a_record_error_lands_in_a_real_bugsink_with_its_frames(bugsink: Bugsink) -> None:
     dsn, project_id = bugsink.new_project("serve-logs")
-    with serving(dsn) as (url, _):
+    with serving_app(dsn) as (url, _):
         service = Service(url)
         context = service.request()
         service.close()

@@ -14,21 +14,16 @@ import os
 import shutil
 import subprocess
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bridge.receiver.app import ReceiverApp
-from bridge.receiver.routes import Routes
-from bridge.receiver.sink import SentrySink
 from tests.httpserver import RecordingServer, Reply, Request
 from tests.peers.bugsink import Bugsink
 from tests.peers.sentry import SentryReceiver
-from tests.serve_support import running
+from tests.serve_support import serving_app
 
 DATA = Path(__file__).parent / "data" / "serve"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "otel-sentry-bridge"
@@ -45,17 +40,6 @@ JAVA_AGENT_URL = (
     "https://repo1.maven.org/maven2/io/opentelemetry/javaagent/opentelemetry-javaagent/"
     f"{JAVA_AGENT_VERSION}/opentelemetry-javaagent-{JAVA_AGENT_VERSION}.jar"
 )
-
-
-@contextmanager
-def serving(dsn: str) -> Iterator[tuple[str, ReceiverApp]]:
-    sink = SentrySink(Routes.load(None, dsn), environ={}, root_delay=0.05)
-    app = ReceiverApp(sink)
-    try:
-        with running(app) as server:
-            yield server.url, app
-    finally:
-        sink.shutdown(5)
 
 
 def node_logs_modules() -> Path:
@@ -102,7 +86,7 @@ def java_agent() -> Path:
 @pytest.mark.parametrize("fmt", ["proto", "json"])
 def test_opentelemetry_js_exception_record_to_serve(sentry_receiver: SentryReceiver, fmt: str) -> None:
     modules = node_logs_modules()
-    with serving(sentry_receiver.dsn) as (url, app):
+    with serving_app(sentry_receiver.dsn) as (url, app):
         result = subprocess.run(
             ["node", str(DATA / "node_logs.js"), f"{url}/v1/logs", fmt, "node-shop"],
             env={**os.environ, "NODE_PATH": str(modules)},
@@ -174,7 +158,7 @@ def replay(url: str, exports: list[Request]) -> None:
 
 
 def test_the_java_agent_exception_record_to_serve(sentry_receiver: SentryReceiver, java_run: JavaRun) -> None:
-    with serving(sentry_receiver.dsn) as (url, app):
+    with serving_app(sentry_receiver.dsn) as (url, app):
         replay(url, java_run.exports)
         [error] = sentry_receiver.wait_for_items("event", 1)
         [transaction] = sentry_receiver.wait_for_items("transaction", 1)  # the agent's span for handle()
@@ -197,7 +181,7 @@ def test_the_java_agent_exception_record_to_serve(sentry_receiver: SentryReceive
 def test_java_and_js_errors_land_in_a_real_bugsink_with_frames(bugsink: Bugsink, java_run: JavaRun) -> None:
     dsn, project_id = bugsink.new_project("serve-logs-runtimes")
     modules = node_logs_modules()
-    with serving(dsn) as (url, _):
+    with serving_app(dsn) as (url, _):
         replay(url, java_run.exports)
         subprocess.run(
             ["node", str(DATA / "node_logs.js"), f"{url}/v1/logs", "proto", "node-shop"],
