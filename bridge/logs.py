@@ -26,6 +26,7 @@ bridge records (``bridge.scope.record_exception``): ``logs`` makes each one a lo
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -81,21 +82,12 @@ _RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", 
 _PLAIN = (str, bool, int, float, bytes)
 
 
+@functools.lru_cache(maxsize=64)  # a handful of levels in any process: looked up once each
 def severity(levelno: int) -> tuple[SeverityNumber, str]:
     for floor, number, text in _SEVERITIES:
         if levelno >= floor:
             return number, text
     return SeverityNumber.TRACE, "TRACE"
-
-
-_severity_cache: dict[int, tuple[SeverityNumber, str]] = {}
-
-
-def _severity_of(levelno: int) -> tuple[SeverityNumber, str]:
-    found = _severity_cache.get(levelno)
-    if found is None:
-        found = _severity_cache[levelno] = severity(levelno)  # a handful of levels in any process
-    return found
 
 
 class CountingLogExporter(LogRecordExporter):
@@ -258,7 +250,7 @@ class OtlpLogHandler(logging.Handler):
             return  # a record logged while one is being emitted, or by the exporter's own thread
         self._busy.on = True
         try:
-            number, text = _severity_of(record.levelno)
+            number, text = severity(record.levelno)
             exception = record.exc_info[1] if record.exc_info else None
             otel_logger.emit(
                 timestamp=int(record.created * 1e9),
